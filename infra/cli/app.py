@@ -1,0 +1,59 @@
+"""The typer application and its global options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from infra import __version__
+
+
+@dataclass
+class State:
+    spec_file: Optional[Path] = None
+    debug: bool = False
+
+
+state = State()
+
+app = typer.Typer(
+    name="infra",
+    help="Build, run and deploy the film-to-subtitles speech pipeline from one spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"infra {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="The spec (default: nearest infra.yaml, else the built-in one).", envvar="INFRA_FILE")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.", envvar="INFRA_DEBUG")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    state.spec_file = file
+    state.debug = debug
+
+
+def load() -> "Stack":  # noqa: F821 - imported lazily
+    """The validated stack for the current command."""
+    from infra.config import load_stack
+
+    return load_stack(state.spec_file)
+
+
+from infra.cli import config_cmd, doctor_cmd  # noqa: E402  (registers the commands)
+
+app.add_typer(config_cmd.app, name="config")
+app.command("doctor")(doctor_cmd.doctor)

@@ -1,0 +1,227 @@
+"""The stack spec as pydantic models.
+
+``infra.yaml`` holds the project-wide settings, the base images, the modes and
+the stages; each ``images/<name>/image.yaml`` holds one image. Every model
+forbids unknown keys, so a typo is an error rather than a silently ignored
+setting. Checks that span several files (parents, stage images, cycles) live in
+``infra.config.checks``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Mode = Literal["native", "docker-cpu", "docker-gpu"]
+MODES: tuple[Mode, ...] = ("native", "docker-cpu", "docker-gpu")
+TorchPolicy = Literal["mounted", "baked"]
+
+# Names become image tags, compose service names, paths and Jinja keys: keep them plain.
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# A pip requirement: name, optional extras, optional version clauses. No URLs,
+# no environment markers, nothing a shell would interpret.
+PIP_RE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?"
+    r"((===|==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+)?"
+    r"(,(===|==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+)*$"
+)
+# A Debian package, optionally pinned: name=version.
+APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
+# An image reference such as python:3.11-slim or registry:5000/ns/name@sha256:...
+IMAGE_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$")
+REGISTRY_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9][a-z0-9._-]*)*$")
+LABEL_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f`$\\\"]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(f"'{value}' is not a valid name (lower-case letters, digits and '-', starting with a letter)")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1)]
+
+
+def _check_each(values: list[str], pattern: re.Pattern[str], what: str) -> list[str]:
+    for value in values:
+        if not pattern.match(value):
+            raise ValueError(f"{what} '{value}' is not allowed (only plain names and version pins; no spaces or shell characters)")
+    if len(set(values)) != len(values):
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        raise ValueError(f"{what} listed twice: {', '.join(dupes)}")
+    return values
+
+
+class DebootstrapBase(Strict):
+    """A base image made from Debian packages with debootstrap and ``docker import``."""
+
+    suite: str = Field("bookworm", description="Debian suite, e.g. bookworm (Python 3.11) or trixie (3.13)")
+    mirror: str | None = Field(None, description="Archive URI; default: the host's own Debian mirror")
+    packages: list[str] = Field(default_factory=lambda: ["python3", "ca-certificates"])
+
+    @field_validator("suite")
+    @classmethod
+    def _suite(cls, v: str) -> str:
+        return _check_name(v)
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, v: list[str]) -> list[str]:
+        return _check_each(v, APT_RE, "apt package")
+
+
+class BaseSpec(Strict):
+    """Where the root image of a mode starts: a registry image or an offline debootstrap base."""
+
+    image: str | None = Field(None, description="A registry image reference, e.g. python:3.11-slim-bookworm")
+    debootstrap: DebootstrapBase | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        if v is not None and not IMAGE_REF_RE.match(v):
+            raise ValueError(f"'{v}' is not a valid image reference")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BaseSpec:
+        if (self.image is None) == (self.debootstrap is None):
+            raise ValueError("give exactly one of 'image' (a registry image) or 'debootstrap' (an offline base)")
+        return self
+
+
+class ModeSpec(Strict):
+    base: str = Field(description="Name of an entry under 'bases'")
+    gpu: bool = Field(False, description="Stages marked gpu get the NVIDIA GPU in this mode")
+
+
+class NativeEnvSpec(Strict):
+    path: str = Field(".venv-ml", description="The native environment (a virtualenv), relative to the project")
+    torch: TorchPolicy = Field("mounted", description="mounted: images carry no torch; baked: images install it")
+    torch_version: str = Field("2.13.0", pattern=r"^[0-9]+(\.[0-9]+){1,2}$")
+
+
+class SecretsSpec(Strict):
+    hf_token_env: str = Field("HF_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                              description="Environment variable that holds the Hugging Face token")
+    ca_bundle: str | None = Field(None, description="Path of a CA bundle for TLS-intercepting proxies")
+
+
+class StageSpec(Strict):
+    image: str = Field(description="The image the stage runs in (in docker modes)")
+    command: list[str] = Field(min_length=1, description="Program and arguments, run in the job directory")
+    after: list[str] = Field(default_factory=list, description="Stages that must finish first")
+    inputs: list[str] = Field(default_factory=list, description="Files the stage reads, relative to the job directory")
+    outputs: list[str] = Field(default_factory=list, description="Files the stage writes")
+    gpu: bool = Field(False, description="Uses the GPU in a mode that has one")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        for arg in v:
+            if not SAFE_TEXT_RE.match(arg):
+                raise ValueError(f"argument {arg!r} contains control or shell-quoting characters")
+        return v
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _relative(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if p.startswith("/") or ".." in p.split("/") or not p:
+                raise ValueError(f"'{p}' must be a path inside the job directory")
+        return v
+
+
+class ProjectSpec(Strict):
+    """infra.yaml."""
+
+    project: str = Field(description="Project name: prefixes image tags, compose project, labels")
+    python: str = Field("3.11", pattern=r"^3\.[0-9]{1,2}$", description="Python minor version of every image")
+    registry: str | None = Field(None, description="Registry and namespace images are pushed to, e.g. registry.example.com/speech")
+    tag: str = Field("latest", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    images_dir: str = Field("images", description="Folder holding images/<name>/image.yaml")
+    output_dir: str = Field(".infra/out", description="Where rendered files go, per mode")
+    native_env: NativeEnvSpec = Field(default_factory=NativeEnvSpec)
+    secrets: SecretsSpec = Field(default_factory=SecretsSpec)
+    bases: dict[str, BaseSpec] = Field(min_length=1)
+    modes: dict[Mode, ModeSpec] = Field(min_length=1)
+    stages: dict[str, StageSpec] = Field(default_factory=dict)
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        return _check_name(v)
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, v: str | None) -> str | None:
+        if v is not None and not REGISTRY_RE.match(v):
+            raise ValueError(f"'{v}' is not a registry host with an optional namespace (e.g. 127.0.0.1:5000/speech)")
+        return v
+
+    @field_validator("bases", "stages")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        for key in v:
+            _check_name(key)
+        return v
+
+
+class ImageSpec(Strict):
+    """images/<name>/image.yaml."""
+
+    description: str = ""
+    parent: str | None = Field(None, description="Image this one builds on; none: the mode's base")
+    modes: list[Mode] = Field(default_factory=lambda: list(MODES), min_length=1)
+    apt: list[str] = Field(default_factory=list, description="Debian packages")
+    pip: list[str] = Field(default_factory=list, description="Python packages that do not need torch")
+    torch_pip: list[str] = Field(default_factory=list,
+                                 description="Python packages that need torch: installed only with torch: baked")
+    torch: bool = Field(False, description="With torch: baked, this image installs torch for the mode (CPU or CUDA)")
+    gpu_only: bool = Field(False, description="Only meaningful with a GPU: not allowed in CPU modes")
+    files: list[str] = Field(default_factory=list, description="Files from the image folder copied into the image")
+    template: str | None = Field(None, description="A Jinja template in the image folder that extends Dockerfile.j2")
+    labels: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("apt")
+    @classmethod
+    def _apt(cls, v: list[str]) -> list[str]:
+        return _check_each(v, APT_RE, "apt package")
+
+    @field_validator("pip", "torch_pip")
+    @classmethod
+    def _pip(cls, v: list[str]) -> list[str]:
+        return _check_each(v, PIP_RE, "pip package")
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a mode is listed twice")
+        return v
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if p.startswith("/") or ".." in p.split("/") or not p.strip():
+                raise ValueError(f"'{p}' must be a path inside the image folder")
+        return v
+
+    @field_validator("labels", "env")
+    @classmethod
+    def _mapping(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not LABEL_KEY_RE.match(key.lower()):
+                raise ValueError(f"key '{key}' is not allowed (letters, digits, '.', '_', '-')")
+            if not SAFE_TEXT_RE.match(value):
+                raise ValueError(f"value of '{key}' contains control or shell-quoting characters")
+        return v

@@ -1,0 +1,116 @@
+"""python-on-whales behind a small surface, with Docker failures turned into EngineError."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.errors import EngineError, EngineUnavailableError
+
+DOWN_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect",
+                "connection refused", "no such file or directory")
+START_HINT = "start the engine (scripts/setup-docker.sh sets one up and starts it), then check with `infra doctor`"
+
+
+@dataclass(frozen=True)
+class EngineVersions:
+    client: str
+    server: str
+    api: str
+
+
+@contextlib.contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Turn python-on-whales exceptions into EngineError with the command and stderr tail."""
+    from python_on_whales.client_config import ClientNotFoundError
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        yield
+    except ClientNotFoundError:
+        raise EngineUnavailableError(f"{action}: the docker command-line client is not installed",
+                                     hint="install the Docker CLI, or run scripts/setup-docker.sh") from None
+    except DockerException as exc:
+        stderr = exc.stderr or ""
+        last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
+        if any(marker.lower() in stderr.lower() for marker in DOWN_MARKERS) and "daemon" in stderr.lower():
+            raise EngineUnavailableError(f"{action}: no Docker engine answers ({last.strip()})",
+                                         command=exc.docker_command, stderr=stderr, hint=START_HINT) from None
+        raise EngineError(f"{action} failed: {last.strip() or f'exit code {exc.return_code}'}",
+                          command=exc.docker_command, stderr=stderr) from None
+
+
+class Engine:
+    """A Docker engine reached through the docker CLI (python-on-whales)."""
+
+    def __init__(self, host: str | None = None) -> None:
+        self._host = host
+        self._client: Any = None
+
+    @property
+    def docker(self) -> Any:
+        if self._client is None:
+            from python_on_whales import DockerClient
+
+            self._client = DockerClient(host=self._host) if self._host else DockerClient()
+        return self._client
+
+    @staticmethod
+    def cli_path() -> str | None:
+        return shutil.which("docker")
+
+    def versions(self) -> EngineVersions:
+        with translate_errors("docker version"):
+            v = self.docker.version()
+        if v.server is None:
+            raise EngineUnavailableError("docker version: no Docker engine answers", hint=START_HINT)
+        return EngineVersions(client=str(v.client.version), server=str(v.server.version), api=str(v.server.api_version))
+
+    def info(self) -> Any:
+        with translate_errors("docker info"):
+            return self.docker.info()
+
+    def buildx_version(self) -> str:
+        with translate_errors("docker buildx version"):
+            text = str(self.docker.buildx.version())
+        return text
+
+    def compose_version(self) -> str:
+        with translate_errors("docker compose version"):
+            return str(self.docker.compose.version())
+
+    def probe_named_contexts(self) -> None:
+        """Build a two-line Dockerfile that needs a named build context; raises if BuildKit cannot."""
+        with tempfile.TemporaryDirectory(prefix="infra-probe-") as tmp:
+            main, extra = Path(tmp, "main"), Path(tmp, "extra")
+            main.mkdir()
+            extra.mkdir()
+            (main / "Dockerfile").write_text("FROM scratch\nCOPY --from=probe marker /marker\n")
+            (extra / "marker").write_text("infra\n")
+            with translate_errors("BuildKit named build context probe"):
+                self.docker.buildx.build(str(main), build_contexts={"probe": str(extra)},
+                                         output={"type": "cacheonly"}, progress=False)
+
+    @staticmethod
+    def registry_logged_in(registry: str) -> bool:
+        """Whether the docker config holds credentials (or a helper) for the registry's host."""
+        host = registry.split("/", 1)[0]
+        config_dir = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+        try:
+            config = json.loads((config_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if host in (config.get("credHelpers") or {}):
+            return True
+        for key, entry in (config.get("auths") or {}).items():
+            key_host = key.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
+            if key_host == host and (entry.get("auth") or entry.get("identitytoken") or config.get("credsStore")):
+                return True
+        return False

@@ -1,0 +1,67 @@
+"""Shared fixtures: a copy of the default spec to break, an in-process CLI runner, the Docker gate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@cache
+def docker_available() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _docker_gate(request: pytest.FixtureRequest) -> None:
+    """Docker-marked tests skip without an engine, except under CI=true, where that is a failure."""
+    if request.node.get_closest_marker("docker") is None or docker_available():
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("CI=true but no Docker engine answers `docker info`: run scripts/setup-docker.sh")
+    pytest.skip("no Docker engine answers `docker info`")
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run `infra ARGS` in-process; returns exit code and captured output."""
+    from infra.cli import main
+
+    def run(*args: str, cwd: Path | None = None) -> Result:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A writable copy of the default spec (infra.yaml and images/)."""
+    shutil.copy(REPO / "infra.yaml", tmp_path / "infra.yaml")
+    shutil.copytree(REPO / "images", tmp_path / "images")
+    return tmp_path

@@ -1,0 +1,55 @@
+"""`infra doctor` against the real engine, and with the engine unreachable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.docker
+
+
+def infra(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infra", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_doctor_is_green_on_the_set_up_machine(tmp_path: Path) -> None:
+    result = infra("doctor", "--json", cwd=tmp_path)
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    for name in ("spec", "engine", "buildkit", "buildx", "compose", "swarm", "registry", "ffmpeg", "disk"):
+        assert checks[name]["status"] == "ok", checks[name]
+    assert "named build contexts" in checks["buildkit"]["detail"]
+    assert all(c["status"] == "ok" or c["hint"] for c in checks.values()), "every line that is not green has a fix"
+    assert result.returncode == (1 if any(c["status"] == "fail" for c in checks.values()) else 0)
+
+
+def test_doctor_with_no_engine_fails_with_a_hint(tmp_path: Path) -> None:
+    import os
+
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/no-such.sock")
+    result = infra("doctor", "--json", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["engine"]["status"] == "fail"
+    assert "no Docker engine answers" in checks["engine"]["detail"]
+    assert "setup-docker.sh" in checks["engine"]["hint"]
+    assert "Traceback" not in result.stderr
+
+
+def test_doctor_table_names_every_check(tmp_path: Path) -> None:
+    result = infra("doctor", cwd=tmp_path)
+    for name in ("engine", "buildkit", "buildx", "compose", "swarm", "registry", "ffmpeg", "disk"):
+        assert name in result.stdout
+
+
+def test_setup_script_changes_nothing_when_the_engine_is_ready() -> None:
+    result = subprocess.run(["bash", str(REPO / "scripts" / "setup-docker.sh")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do" in result.stderr

@@ -1,0 +1,32 @@
+"""The wheel carries the default spec and images, so an installed infra works outside the repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_wheel_works_outside_the_repo(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("infra-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert "infra/_data/infra.yaml" in names
+        assert "infra/_data/images/asr/image.yaml" in names
+        zf.extractall(tmp_path / "site")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    result = subprocess.run([sys.executable, "-m", "infra", "config", "validate", "--json"],
+                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["embedded"] is True
+    assert summary["spec"] == str(tmp_path / "site" / "infra" / "_data" / "infra.yaml")
