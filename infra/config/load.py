@@ -47,6 +47,24 @@ class Stack:
         graph = {n: ({i.parent} if i.parent else set()) for n, i in self.images.items() if mode in i.modes}
         return [n for n in TopologicalSorter(graph).static_order() if n in graph]
 
+    def base_ref(self, mode: Mode) -> str:
+        """The image a mode's root image starts FROM.
+
+        A registry base is used as written. An offline base is tagged by a hash of
+        what makes it (suite, mirror, packages), so a changed package list is a new
+        base and `infra base` knows whether it already exists.
+        """
+        import hashlib
+        import json
+
+        name = self.spec.modes[mode].base
+        base = self.spec.bases[name]
+        if base.image is not None:
+            return base.image
+        assert base.debootstrap is not None
+        recipe = json.dumps(base.debootstrap.model_dump(), sort_keys=True).encode()
+        return f"{self.spec.project}-os-{name}:{base.debootstrap.suite}-{hashlib.sha256(recipe).hexdigest()[:12]}"
+
     def image_ref(self, name: str, registry: str | None = None) -> str:
         """The tag an image gets: [registry/]project-name:tag."""
         repo = f"{self.spec.project}-{name}"
