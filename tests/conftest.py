@@ -65,3 +65,18 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(REPO / "infra.yaml", tmp_path / "infra.yaml")
     shutil.copytree(REPO / "images", tmp_path / "images")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def offline_base() -> str:
+    """The default spec's offline base image, made once per machine (debootstrap takes about a minute)."""
+    if not docker_available():
+        pytest.fail("the offline base needs a Docker engine") if os.environ.get("CI", "").lower() == "true" \
+            else pytest.skip("no Docker engine")
+    from infra.baseimage import BaseResult, ensure_bases
+    from infra.config import load_stack
+
+    stack = load_stack(REPO / "infra.yaml")
+    results = [e for e in ensure_bases(stack, ["docker-cpu"]) if isinstance(e, BaseResult)]
+    assert results and results[0].status in ("built", "up to date")
+    return results[0].ref

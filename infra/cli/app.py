@@ -53,7 +53,19 @@ def load() -> "Stack":  # noqa: F821 - imported lazily
     return load_stack(state.spec_file)
 
 
-from infra.cli import config_cmd, doctor_cmd  # noqa: E402  (registers the commands)
+def modes_arg(stack: "Stack", modes: Optional[list[str]]) -> list:  # noqa: F821
+    """Check --mode values against the spec's modes; all of them when none is given."""
+    from infra.errors import BadInputError
+
+    defined = list(stack.spec.modes)
+    for mode in modes or []:
+        if mode not in defined:
+            raise BadInputError(f"--mode: unknown mode '{mode}' (defined in {stack.spec_path.name}: {', '.join(defined)})")
+    return list(modes) if modes else defined
+
+
+from infra.cli import base_cmd, config_cmd, doctor_cmd  # noqa: E402  (registers the commands)
 
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
+app.command("base")(base_cmd.base)

@@ -98,6 +98,23 @@ class Engine:
                 self.docker.buildx.build(str(main), build_contexts={"probe": str(extra)},
                                          output={"type": "cacheonly"}, progress=False)
 
+    def image_exists(self, ref: str) -> bool:
+        with translate_errors(f"docker image inspect {ref}"):
+            return bool(self.docker.image.exists(ref))
+
+    def image_size(self, ref: str) -> int:
+        with translate_errors(f"docker image inspect {ref}"):
+            return int(self.docker.image.inspect(ref).size)
+
+    def image_labels(self, ref: str) -> dict[str, str]:
+        with translate_errors(f"docker image inspect {ref}"):
+            return dict(self.docker.image.inspect(ref).config.labels or {})
+
+    def import_rootfs(self, archive: Path, ref: str, changes: list[str]) -> None:
+        """`docker import` a root file system tarball as image ``ref``."""
+        with translate_errors(f"docker import {ref}"):
+            self.docker.image.import_(str(archive), ref, changes=changes)
+
     @staticmethod
     def registry_logged_in(registry: str) -> bool:
         """Whether the docker config holds credentials (or a helper) for the registry's host."""

@@ -1,0 +1,51 @@
+"""`infra base`: the offline base made from Debian packages, reused when it exists."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from infra.baseimage import BaseResult, ensure_bases, host_mirror
+from infra.config import load_stack
+from infra.engine import Engine
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.docker
+
+
+def test_offline_base_runs_python_of_the_spec_and_is_labelled(offline_base: str) -> None:
+    out = subprocess.run(["docker", "run", "--rm", offline_base, "python3", "-c",
+                          "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert out == "3.11"
+    labels = Engine().image_labels(offline_base)
+    assert labels["io.infra.base.suite"] == "bookworm"
+    assert labels["io.infra.python"] == "3.11"
+    assert "python3-venv" in labels["io.infra.base.packages"].split()
+
+
+def test_existing_base_is_reused_and_every_mode_shares_it(offline_base: str) -> None:
+    stack = load_stack(REPO / "infra.yaml")
+    results = [e for e in ensure_bases(stack, list(stack.spec.modes)) if isinstance(e, BaseResult)]
+    assert [(r.ref, r.status) for r in results] == [(offline_base, "up to date")]
+    assert results[0].size_bytes > 50_000_000
+
+
+def test_a_changed_recipe_is_a_new_base(project) -> None:
+    before = load_stack(project / "infra.yaml").base_ref("docker-cpu")
+    text = (project / "infra.yaml").read_text().replace("packages: [python3, python3-venv, ca-certificates]",
+                                                         "packages: [python3, python3-venv, ca-certificates, curl]")
+    (project / "infra.yaml").write_text(text)
+    after = load_stack(project / "infra.yaml").base_ref("docker-cpu")
+    assert before != after and after.startswith("speech-os-bookworm:bookworm-")
+
+
+def test_host_mirror_is_a_debian_archive() -> None:
+    assert host_mirror().startswith("http")
+
+
+def test_unknown_mode_is_bad_input(run_cli, tmp_path) -> None:
+    result = run_cli("base", "--mode", "docker-tpu", cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.startswith("error: --mode: unknown mode 'docker-tpu'")
