@@ -26,6 +26,14 @@ class EngineVersions:
     api: str
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    size: int
+    labels: dict[str, str]
+    repo_digests: list[str]
+
+
 @contextlib.contextmanager
 def translate_errors(action: str) -> Iterator[None]:
     """Turn python-on-whales exceptions into EngineError with the command and stderr tail."""
@@ -101,6 +109,18 @@ class Engine:
     def image_exists(self, ref: str) -> bool:
         with translate_errors(f"docker image inspect {ref}"):
             return bool(self.docker.image.exists(ref))
+
+    def inspect_image(self, ref: str) -> ImageInfo:
+        with translate_errors(f"docker image inspect {ref}"):
+            image = self.docker.image.inspect(ref)
+        return ImageInfo(id=str(image.id), size=int(image.size), labels=dict(image.config.labels or {}),
+                         repo_digests=list(image.repo_digests or []))
+
+    def label_of(self, ref: str, label: str) -> str | None:
+        """A label of a local image, or None when the image does not exist."""
+        if not self.image_exists(ref):
+            return None
+        return self.inspect_image(ref).labels.get(label)
 
     def image_size(self, ref: str) -> int:
         with translate_errors(f"docker image inspect {ref}"):

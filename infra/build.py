@@ -1,0 +1,169 @@
+"""Build a mode's images in dependency order, in parallel, skipping what is up to date.
+
+`build_images` is a generator of events (started, step, finished); the CLI
+decides how to show them. Independent images build at the same time; an image
+starts as soon as its parent is done. A failed image blocks its descendants and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
+from typing import Literal
+
+from infra.engine import Engine
+from infra.engine.build import BuildRequest, Step, StepLog, run_build
+from infra.errors import EngineError, EngineUnavailableError
+from infra.plan import HASH_LABEL, PARENT_LABEL, Plan
+
+Status = Literal["built", "up to date", "failed", "blocked"]
+
+
+@dataclass
+class ImageReport:
+    name: str
+    ref: str
+    status: Status
+    content_hash: str
+    seconds: float = 0.0
+    steps_executed: int = 0
+    steps_cached: int = 0
+    slowest_step: str = ""
+    slowest_seconds: float = 0.0
+    size_bytes: int = 0
+    image_id: str = ""
+    error: str = ""
+    log_tail: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Started:
+    name: str
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    name: str
+    step: str
+    cached: bool
+    done: bool
+
+
+@dataclass(frozen=True)
+class Finished:
+    report: ImageReport
+
+
+Event = Started | StepEvent | Finished
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    jobs: int = 2
+    no_cache: bool = False
+    builder: str | None = None
+    secrets: tuple[str, ...] = ()
+    args: Mapping[str, str] = field(default_factory=dict)
+
+
+def build_images(plan: Plan, engine: Engine, options: BuildOptions, only: set[str] | None = None) -> Iterator[Event]:
+    """Build the stale images of ``plan`` (or of ``only`` and what they need); yield events as they happen."""
+    wanted = _with_ancestors(plan, only) if only else set(plan.images)
+    graph = {n: {p.target.parent} & wanted if p.target.parent else set() for n, p in plan.images.items() if n in wanted}
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    unusable: set[str] = set()          # failed or blocked: their children are blocked
+    running: dict[Future[ImageReport], str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, options.jobs), thread_name_prefix="build") as pool:
+        while sorter.is_active():
+            for name in sorter.get_ready():
+                planned = plan.images[name]
+                parent = planned.target.parent
+                if parent in unusable:
+                    unusable.add(name)
+                    yield Finished(ImageReport(name, planned.target.ref, "blocked", planned.content_hash,
+                                               error=f"parent {parent} did not build"))
+                    sorter.done(name)
+                elif planned.up_to_date and not options.no_cache:
+                    yield Finished(_up_to_date(engine, name, plan))
+                    sorter.done(name)
+                else:
+                    yield Started(name)
+                    running[pool.submit(_build_one, engine, plan, name, options, events)] = name
+            if not running:
+                continue
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            while not events.empty():
+                yield events.get()
+            for future in done:
+                name = running.pop(future)
+                report = future.result()
+                if report.status == "failed":
+                    unusable.add(name)
+                yield Finished(report)
+                sorter.done(name)
+        while not events.empty():
+            yield events.get()
+
+
+def _with_ancestors(plan: Plan, only: set[str]) -> set[str]:
+    wanted: set[str] = set()
+    for name in only:
+        while name and name not in wanted:
+            wanted.add(name)
+            name = plan.images[name].target.parent or ""
+    return wanted
+
+
+def _up_to_date(engine: Engine, name: str, plan: Plan) -> ImageReport:
+    planned = plan.images[name]
+    inspected = engine.inspect_image(planned.target.ref)
+    return ImageReport(name, planned.target.ref, "up to date", planned.content_hash,
+                       size_bytes=inspected.size, image_id=inspected.id)
+
+
+def _build_one(engine: Engine, plan: Plan, name: str, options: BuildOptions,
+               events: queue.SimpleQueue[Event]) -> ImageReport:
+    planned = plan.images[name]
+    target = planned.target
+    contexts = {key: str(path) for key, path in target.local_contexts.items()}
+    labels = {**target.labels, HASH_LABEL: planned.content_hash}
+    if target.parent:
+        parent_ref = plan.images[target.parent].target.ref
+        contexts[target.parent] = f"docker-image://{parent_ref}"
+        labels[PARENT_LABEL] = engine.inspect_image(parent_ref).id
+    request = BuildRequest(context=target.context, dockerfile=target.dockerfile, tag=target.ref, contexts=contexts,
+                           args={**options.args, **target.args}, labels=labels, secrets=list(options.secrets),
+                           no_cache=options.no_cache, builder=options.builder)
+
+    def on_step(step: Step) -> None:
+        if not step.internal:
+            events.put(StepEvent(name, step.name, step.cached, step.completed is not None))
+
+    start = time.monotonic()
+    try:
+        log = run_build(engine, request, on_step)
+    except EngineUnavailableError:
+        raise
+    except EngineError as exc:
+        return ImageReport(name, target.ref, "failed", planned.content_hash, time.monotonic() - start,
+                           error=exc.message, log_tail=exc.stderr_tail.splitlines())
+    seconds = time.monotonic() - start
+    inspected = engine.inspect_image(target.ref)
+    return _report(name, target.ref, planned.content_hash, seconds, log, inspected.size, inspected.id)
+
+
+def _report(name: str, ref: str, content_hash: str, seconds: float, log: StepLog, size: int, image_id: str) -> ImageReport:
+    steps = log.dockerfile_steps
+    executed = [s for s in steps if not s.cached]
+    slowest = max(executed, key=lambda s: s.seconds, default=None)
+    return ImageReport(name, ref, "built", content_hash, seconds,
+                       steps_executed=len(executed), steps_cached=len(steps) - len(executed),
+                       slowest_step=slowest.name if slowest else "", slowest_seconds=slowest.seconds if slowest else 0.0,
+                       size_bytes=size, image_id=image_id)

@@ -1,0 +1,125 @@
+"""One BuildKit build through `docker buildx build --progress=rawjson`, parsed into steps."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from infra.engine.client import Engine, translate_errors
+from infra.errors import EngineError
+
+LOG_TAIL_LINES = 40
+FROM_STEP = re.compile(r"^\[[^\]]*\] FROM ")
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    # BuildKit writes nanoseconds; datetime takes microseconds.
+    head, _, frac = value.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
+
+
+@dataclass
+class Step:
+    name: str
+    started: datetime | None = None
+    completed: datetime | None = None
+    cached: bool = False
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        if self.started is None or self.completed is None:
+            return 0.0
+        return max(0.0, (self.completed - self.started).total_seconds())
+
+    @property
+    def internal(self) -> bool:
+        """BuildKit's own bookkeeping ([internal] load ..., exporting, resolving a FROM), not a build step."""
+        return not self.name.startswith("[") or self.name.startswith(("[internal]", "[context ")) \
+            or bool(FROM_STEP.match(self.name))
+
+
+@dataclass
+class StepLog:
+    """Folds rawjson progress lines into steps, and keeps the tail of the build's output."""
+
+    steps: dict[str, Step] = field(default_factory=dict)
+    tail: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
+
+    def feed(self, line: str) -> Step | None:
+        """Take one line; returns the step it started or finished, if any."""
+        try:
+            message = json.loads(line)
+        except ValueError:
+            if line.strip():
+                self.other.append(line.rstrip())
+                self.other[:] = self.other[-LOG_TAIL_LINES:]
+            return None
+        changed = None
+        for vertex in message.get("vertexes") or []:
+            step = self.steps.setdefault(vertex["digest"], Step(vertex.get("name", "?")))
+            step.started = _time(vertex.get("started")) or step.started
+            step.completed = _time(vertex.get("completed")) or step.completed
+            step.cached = bool(vertex.get("cached", step.cached))
+            step.error = vertex.get("error") or step.error
+            changed = step
+        for log in message.get("logs") or []:
+            text = base64.b64decode(log.get("data", "")).decode(errors="replace")
+            self.tail.extend(part for part in text.splitlines() if part.strip())
+        self.tail[:] = self.tail[-LOG_TAIL_LINES:]
+        return changed
+
+    @property
+    def dockerfile_steps(self) -> list[Step]:
+        return [s for s in self.steps.values() if not s.internal]
+
+    def failure_tail(self) -> list[str]:
+        errors = [f"{s.name}: {s.error}" for s in self.steps.values() if s.error]
+        return (self.tail + self.other + errors)[-LOG_TAIL_LINES:]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: Path
+    dockerfile: Path
+    tag: str
+    contexts: dict[str, str]
+    args: dict[str, str]
+    labels: dict[str, str]
+    secrets: list[str]
+    no_cache: bool = False
+    builder: str | None = None
+
+
+def run_build(engine: Engine, request: BuildRequest, on_step: Callable[[Step], None] | None = None) -> StepLog:
+    """Build and load one image; raise EngineError with the output's tail if it fails."""
+    log = StepLog()
+    with translate_errors(f"build of {request.tag}"):
+        try:
+            stream: Iterable[str] = engine.docker.buildx.build(
+                str(request.context), file=str(request.dockerfile), tags=[request.tag], load=True,
+                build_contexts=request.contexts, build_args=request.args, labels=request.labels,
+                secrets=request.secrets, cache=not request.no_cache, builder=request.builder,
+                progress="rawjson", stream_logs=True, provenance=False,
+            )
+            for line in stream:
+                step = log.feed(line)
+                if step is not None and on_step is not None:
+                    on_step(step)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the build's own output
+            from python_on_whales.exceptions import DockerException
+
+            if isinstance(exc, DockerException):
+                tail = log.failure_tail()
+                raise EngineError(f"build of {request.tag} failed: {tail[-1] if tail else exc.return_code}",
+                                  command=exc.docker_command, stderr="\n".join(tail)) from None
+            raise
+    return log
