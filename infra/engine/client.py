@@ -135,6 +135,14 @@ class Engine:
         with translate_errors(f"docker import {ref}"):
             self.docker.image.import_(str(archive), ref, changes=changes)
 
+    def tag(self, ref: str, new_ref: str) -> None:
+        with translate_errors(f"docker tag {ref} {new_ref}"):
+            self.docker.image.tag(ref, new_ref)
+
+    def push(self, ref: str) -> None:
+        with translate_errors(f"docker push {ref}"):
+            self.docker.image.push(ref, quiet=True)
+
     @staticmethod
     def registry_logged_in(registry: str) -> bool:
         """Whether the docker config holds credentials (or a helper) for the registry's host."""

@@ -1,0 +1,78 @@
+"""The build summary: totals, the critical path, and the change against the previous build.
+
+Written as JSON to out/build-summary.json; the summary it replaces is kept as
+build-summary.previous.json so the next table can show what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from infra.build import ImageReport
+
+SCHEMA = 1
+
+
+@dataclass
+class BuildSummary:
+    mode: str
+    wall_seconds: float
+    images: list[ImageReport]
+    critical_path: list[str] = field(default_factory=list)
+    critical_seconds: float = 0.0
+    pushed: dict[str, str] = field(default_factory=dict)       # name -> remote@digest
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status in ("failed", "blocked") for r in self.images)
+
+    def to_json(self) -> dict:
+        return {"schema": SCHEMA, "mode": self.mode, "wall_seconds": round(self.wall_seconds, 3),
+                "critical_path": self.critical_path, "critical_seconds": round(self.critical_seconds, 3),
+                "pushed": self.pushed, "images": [asdict(r) for r in self.images]}
+
+
+def critical_path(reports: list[ImageReport], parents: dict[str, str | None]) -> tuple[list[str], float]:
+    """The chain of images, parent to child, whose build times add up to the most."""
+    seconds = {r.name: r.seconds for r in reports}
+    best: dict[str, tuple[float, list[str]]] = {}
+
+    def walk(name: str) -> tuple[float, list[str]]:
+        if name not in best:
+            parent = parents.get(name)
+            before = walk(parent) if parent in seconds else (0.0, [])
+            best[name] = (before[0] + seconds[name], [*before[1], name])
+        return best[name]
+
+    chains = [walk(name) for name in seconds]
+    total, chain = max(chains, default=(0.0, []))
+    return chain, total
+
+
+def write_summary(summary: BuildSummary, folder: Path) -> Path:
+    """Write out/build-summary.json atomically, keeping the previous one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "build-summary.json"
+    if path.exists():
+        os.replace(path, folder / "build-summary.previous.json")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".build-summary.")
+    with os.fdopen(fd, "w") as out:
+        json.dump(summary.to_json(), out, indent=2, sort_keys=True)
+        out.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_previous(folder: Path, mode: str) -> dict[str, dict]:
+    """The last summary's images for this mode (name -> record), read before a new one replaces it."""
+    try:
+        data = json.loads((folder / "build-summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or data.get("mode") != mode:
+        return {}
+    return {image["name"]: image for image in data.get("images", []) if isinstance(image, dict) and "name" in image}
