@@ -42,45 +42,59 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """Debian's docker-registry (distribution 2.8) with htpasswd auth, as a plain process on 127.0.0.1."""
+def start_registry(root: Path, port: int, htpasswd: Path | None = None) -> subprocess.Popen:
+    """Debian's docker-registry (distribution 2.8) as a plain process on 127.0.0.1:port; waits until it answers."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.fail("docker-registry is not installed: scripts/setup.sh --test installs it")
+    root.mkdir(parents=True, exist_ok=True)
+    auth = f"auth: {{htpasswd: {{realm: infra-test, path: {htpasswd}}}}}\n" if htpasswd else ""
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n" + auth
+    )
+    log = (root / "registry.log").open("w")
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop_registry(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry with htpasswd auth, for the whole session."""
     root = tmp_path_factory.mktemp("registry")
     user, password = "infra", "s3cret-test-only"
     htpasswd = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True)
     (root / "htpasswd").write_text(htpasswd.stdout)
     port = free_port()
-    (root / "config.yml").write_text(
-        "version: 0.1\n"
-        "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}'}}\n"
-        f"auth: {{htpasswd: {{realm: infra-test, path: {root / 'htpasswd'}}}}}\n"
-    )
-    log = (root / "registry.log").open("w")
-    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
-    reg = Registry(f"127.0.0.1:{port}", user, password)
+    proc = start_registry(root, port, root / "htpasswd")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{reg.host}/v2/", timeout=2)
-            except urllib.error.HTTPError as exc:
-                if exc.code == 401:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield reg
+        yield Registry(f"127.0.0.1:{port}", user, password)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+        stop_registry(proc)
 
 
 @pytest.fixture
