@@ -37,7 +37,13 @@ class BaseResult:
 
 
 def host_mirror() -> str:
-    """The Debian archive this machine's own apt uses, so debootstrap needs no extra network access."""
+    """The Debian archive this machine's own apt uses (on Debian), else Debian's own archive."""
+    try:
+        os_release = Path("/etc/os-release").read_text()
+    except OSError:
+        os_release = ""
+    if not re.search(r"^ID=\"?debian\"?$", os_release, re.M):
+        return DEFAULT_MIRROR
     for source in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")):
         try:
             text = source.read_text()
