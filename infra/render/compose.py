@@ -1,0 +1,168 @@
+"""compose.yaml for one mode: a stage-worker service per stage, images by tag, never a build.
+
+The services are described here as data (``ServiceSpec``); compose.yaml.j2 and
+the swarm stack template lay them out. Paths are relative to the compose
+file's folder, which is compose's default project directory, so
+``docker compose -f .infra/out/<mode>/compose.yaml ...`` works from anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.config import Stack
+from infra.config.models import Mode
+from infra.errors import ConfigError
+from infra.render import paths
+from infra.render.environment import COMPOSE_TEMPLATE, render_template, shared_templates
+
+WORKER = ("python3", "-m", "stages.worker")
+# Compose durations; a worker imports its stage's libraries before it answers.
+HEALTH = (("interval", "30s"), ("timeout", "10s"), ("retries", 3), ("start_period", "60s"))
+SETUP_SERVICE = "setup-dirs"
+SETUP_PROFILE = "setup"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str          # as the file spells it (relative to the file, or an interpolated variable)
+    target: str
+    read_only: bool
+    create: bool         # let compose create a missing host folder
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    stage: str
+    image: str
+    command: tuple[str, ...]
+    healthcheck: tuple[str, ...]
+    environment: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...]
+    mounts: tuple[Mount, ...]
+    depends_on: tuple[str, ...]          # upstream stages in this file; each must be healthy first
+    gpu: bool                            # gets the NVIDIA GPU (devices in compose, generic resources in swarm)
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SetupSpec:
+    """A one-shot helper (profile ``setup``) that hands the writable data folders to the stage user."""
+
+    name: str
+    profile: str
+    image: str
+    uid: int
+    command: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+
+
+@dataclass(frozen=True)
+class ComposeSpec:
+    project: str
+    mode: str
+    out: str
+    policy: str
+    pull_policy: str
+    services: tuple[ServiceSpec, ...]
+    setup: SetupSpec | None
+    health: tuple[tuple[str, object], ...]
+    secrets: tuple[tuple[str, str], ...]   # (name, file)
+
+
+def compose_stages(stack: Stack, mode: Mode) -> list[str]:
+    """The stages that get a service in ``mode``: those whose image is built in it, in spec order."""
+    built = set(stack.images_for_mode(mode))
+    return [name for name, stage in stack.spec.stages.items() if stage.image in built]
+
+
+def data_mounts(sources: dict[str, str]) -> tuple[Mount, ...]:
+    """The in/out/jobs/config/cache mounts; ``sources`` maps each host folder name to how the file spells it."""
+    return tuple(Mount(sources[host], target, ro, True) for host, target, ro in paths.DATA_MOUNTS)
+
+
+def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tuple[Mount, ...],
+                   native_site: str | None, ca_file: str | None) -> tuple[ServiceSpec, ...]:
+    """One stage-worker service per stage in ``mode``; ``images`` maps image names to references."""
+    spec = stack.spec
+    names = compose_stages(stack, mode)
+    if SETUP_SERVICE in names:
+        raise ConfigError([f"{stack.spec_path.name}: stages.{SETUP_SERVICE}: the name is taken by infra's "
+                           f"helper service; rename the stage"])
+    gpu_mode = spec.modes[mode].gpu
+    extra = ()
+    if native_site is not None:
+        extra = (Mount(native_site, paths.NATIVE_SITE, True, False),)
+    services = []
+    for name in names:
+        stage = spec.stages[name]
+        env = {
+            "INFRA_STAGE": name,
+            "INFRA_MODE": mode,
+            "INFRA_JOBS": f"{paths.DATA}/jobs",
+            "INFRA_CACHE": paths.CACHE,
+            "HF_HOME": f"{paths.CACHE}/huggingface",
+            "TORCH_HOME": f"{paths.CACHE}/torch",
+        }
+        if ca_file is not None:
+            env["SSL_CERT_FILE"] = paths.CA_IN_CONTAINER
+            env["REQUESTS_CA_BUNDLE"] = paths.CA_IN_CONTAINER
+        services.append(ServiceSpec(
+            name=name,
+            stage=name,
+            image=images[stage.image],
+            command=(*WORKER, name),
+            healthcheck=("CMD", *WORKER, "--health", name),
+            environment=tuple(sorted(env.items())),
+            labels=(("io.infra.mode", mode), ("io.infra.project", spec.project), ("io.infra.stage", name)),
+            mounts=mounts + extra,
+            depends_on=tuple(a for a in stage.after if a in names),
+            gpu=gpu_mode and stage.gpu,
+            secrets=(paths.CA_SECRET,) if ca_file is not None else (),
+        ))
+    return tuple(services)
+
+
+def native_site_source(stack: Stack) -> str:
+    """The native env's site-packages, relative to the project (or absolute if the spec says so)."""
+    env = stack.spec.native_env
+    return f"{env.path.rstrip('/')}/lib/python{stack.spec.python}/site-packages"
+
+
+def build_compose_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> ComposeSpec:
+    spec = stack.spec
+    mounted = spec.native_env.torch == "mounted"
+    ca = spec.secrets.ca_bundle
+    mounts = data_mounts({host: layout.host_path(host) for host, _, _ in paths.DATA_MOUNTS})
+    images = {name: stack.image_ref(name) for name in stack.images_for_mode(mode)}
+    services = build_services(stack, mode, images, mounts,
+                              layout.host_path(native_site_source(stack)) if mounted else None, ca)
+    root = next(n for n in stack.images_for_mode(mode) if stack.images[n].parent is None)
+    writable = tuple(m for m in mounts if not m.read_only)
+    setup = SetupSpec(
+        name=SETUP_SERVICE,
+        profile=SETUP_PROFILE,
+        image=images[root],
+        uid=paths.UID,
+        command=("chown", "-R", f"{paths.UID}:{paths.UID}", *(m.target for m in writable)),
+        mounts=writable,
+    ) if services else None
+    return ComposeSpec(
+        project=spec.project,
+        mode=mode,
+        out=layout.out,
+        policy=spec.native_env.torch,
+        pull_policy="missing" if spec.registry else "never",
+        services=services,
+        setup=setup,
+        health=HEALTH,
+        secrets=((paths.CA_SECRET, layout.host_path(ca)),) if ca is not None else (),
+    )
+
+
+def render_compose(stack: Stack, mode: Mode, layout: paths.Layout) -> str:
+    """compose.yaml for ``mode``."""
+    shared = shared_templates()
+    return render_template((shared,), COMPOSE_TEMPLATE, build_compose_spec(stack, mode, layout),
+                           {shared: "templates"})

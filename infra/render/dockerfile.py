@@ -1,0 +1,186 @@
+"""One image's Dockerfile for one mode: the spec object in Python, the text from Dockerfile.j2.
+
+Every decision is made here (what the root image sets up, which packages a
+mode and torch policy install, which secrets a RUN sees, which labels an image
+carries); the template only lays it out. The order is fixed by the template's
+blocks: base, OS packages, Python packages, user, code, entrypoint, healthcheck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from infra.config import Stack
+from infra.config.models import ImageSpec, Mode
+from infra.render import paths
+from infra.render.environment import DOCKERFILE_TEMPLATE, render_template, shared_templates
+
+APT_CACHE_MOUNTS = (
+    "type=cache,target=/var/cache/apt,sharing=locked",
+    "type=cache,target=/var/lib/apt,sharing=locked",
+)
+PIP_CACHE_MOUNT = "type=cache,target=/root/.cache/pip,sharing=locked"
+CA_SECRET_MOUNT = f"type=secret,id={paths.CA_SECRET}"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_DEFAULT_INDEX = "https://pypi.org/simple"  # on Linux x86_64 PyPI's torch is the CUDA build
+TORCH_INDEX_ARG = "TORCH_INDEX_URL"
+
+
+@dataclass(frozen=True)
+class DockerfileSpec:
+    """Everything Dockerfile.j2 lays out for one image in one mode."""
+
+    image: str
+    mode: str
+    source: str                                  # the image.yaml it came from, for the header
+    from_ref: str                                # the mode's base image, or the parent's build-context name
+    is_root: bool
+    args: tuple[tuple[str, str], ...]            # ARG name, default
+    labels: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, str], ...]
+    become_root: bool                            # a child that installs switches to root first
+    apt_setup: bool                              # the root image keeps apt's downloads for the cache mount
+    apt: tuple[str, ...]
+    apt_mounts: tuple[str, ...]
+    apt_get: str                                 # apt-get with the CA bundle option when one is configured
+    venv: str | None                             # the root image creates the virtualenv
+    native_site_pth: tuple[str, str] | None      # (file, line) under the mounted torch policy
+    torch: str | None                            # torch requirement under the baked policy
+    torch_index: str                             # the index variable, expanded by the shell in RUN
+    pip: tuple[str, ...]
+    torch_pip: tuple[str, ...]                   # torch-needing packages (baked only)
+    torch_pin: tuple[str, ...]                   # torch==V beside them, so pip keeps the mode's torch build
+    pip_mounts: tuple[str, ...]
+    pip_env: tuple[tuple[str, str], ...]         # variables set for pip's RUN only (the CA bundle)
+    create_user: bool
+    uid: int
+    user: str                                    # uid:gid, numeric so runAsNonRoot checks can see it
+    user_name: str
+    home: str
+    files: tuple[tuple[str, str], ...]           # (path in the image folder, path in the image)
+    stage_code: bool
+    stages_context: str
+    stages_dir: str
+    entrypoint: tuple[str, ...]
+
+
+def image_chain(stack: Stack, name: str) -> list[str]:
+    """``name`` and its ancestors, root last."""
+    chain = [name]
+    while (parent := stack.images[chain[-1]].parent) is not None:
+        chain.append(parent)
+    return chain
+
+
+def stage_images(stack: Stack, mode: Mode) -> set[str]:
+    """Images that some stage runs in, in ``mode``: they get the stage code."""
+    built = set(stack.images_for_mode(mode))
+    return {stage.image for stage in stack.spec.stages.values() if stage.image in built}
+
+
+def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec:
+    image = stack.images[name]
+    spec = stack.spec
+    baked = spec.native_env.torch == "baked"
+    is_root = image.parent is None
+    installs_torch = baked and image.torch
+    torch_req = f"torch=={spec.native_env.torch_version}" if baked and (image.torch or image.torch_pip) else None
+    torch_pip = tuple(image.torch_pip) if baked else ()
+    ca = spec.secrets.ca_bundle is not None
+    chain = image_chain(stack, name)
+    has_tini = "tini" in _apt_names(image)
+    args = ((TORCH_INDEX_ARG, torch_index(stack, mode)),) if torch_req else ()
+    return DockerfileSpec(
+        image=name,
+        mode=mode,
+        source=f"{spec.images_dir}/{name}/image.yaml",
+        from_ref=stack.base_ref(mode) if is_root else image.parent,  # type: ignore[arg-type]
+        is_root=is_root,
+        args=args,
+        labels=_labels(stack, mode, name, image, chain),
+        env=_env(stack, image, is_root),
+        become_root=not is_root and bool(image.apt or image.pip or installs_torch or torch_pip),
+        apt_setup=is_root,
+        apt=tuple(image.apt),
+        apt_mounts=APT_CACHE_MOUNTS + ((CA_SECRET_MOUNT,) if ca else ()),
+        apt_get=f"apt-get -o Acquire::https::CAInfo={paths.CA_IN_CONTAINER}" if ca else "apt-get",
+        venv=paths.VENV if is_root else None,
+        native_site_pth=_native_site_pth(stack) if is_root and not baked else None,
+        torch=torch_req if installs_torch else None,
+        torch_index="${" + TORCH_INDEX_ARG + "}",
+        pip=tuple(image.pip),
+        torch_pip=torch_pip,
+        torch_pin=(torch_req,) if torch_pip and torch_req else (),
+        pip_mounts=(PIP_CACHE_MOUNT,) + ((CA_SECRET_MOUNT,) if ca else ()),
+        pip_env=(("PIP_CERT", paths.CA_IN_CONTAINER),) if ca else (),
+        create_user=is_root,
+        uid=paths.UID,
+        user=f"{paths.UID}:{paths.UID}",
+        user_name=paths.USER_NAME,
+        home=f"/home/{paths.USER_NAME}",
+        files=tuple((rel, f"{paths.INFRA_HOME}/{name}/{rel}") for rel in image.files),
+        stage_code=name in stage_images(stack, mode),
+        stages_context=paths.STAGES_CONTEXT,
+        stages_dir=f"{paths.STAGES_DIR}/",
+        entrypoint=("/usr/bin/tini", "--") if has_tini else (),
+    )
+
+
+def torch_index(stack: Stack, mode: Mode) -> str:
+    """Where torch comes from when baked: the CPU wheels unless the mode has a GPU."""
+    return TORCH_DEFAULT_INDEX if stack.spec.modes[mode].gpu else TORCH_CPU_INDEX
+
+
+def render_dockerfile(stack: Stack, mode: Mode, name: str) -> str:
+    """The Dockerfile of image ``name`` in ``mode``; an image with ``template`` extends Dockerfile.j2."""
+    image = stack.images[name]
+    shared = shared_templates()
+    folder = stack.images_dir / name
+    shown = {shared: "templates", folder: f"{stack.spec.images_dir}/{name}"}
+    if image.template is None:
+        return render_template((shared,), DOCKERFILE_TEMPLATE, build_dockerfile_spec(stack, mode, name), shown)
+    return render_template((folder, shared), image.template, build_dockerfile_spec(stack, mode, name), shown)
+
+
+def _apt_names(image: ImageSpec) -> set[str]:
+    return {pkg.split("=")[0] for pkg in image.apt}
+
+
+def _labels(stack: Stack, mode: Mode, name: str, image: ImageSpec,
+            chain: list[str]) -> tuple[tuple[str, str], ...]:
+    spec = stack.spec
+    parent = image.parent
+    labels = {
+        "org.opencontainers.image.title": f"{spec.project}-{name}",
+        "org.opencontainers.image.description": image.description or f"{name} image of {spec.project}",
+        "org.opencontainers.image.vendor": spec.project,
+        "org.opencontainers.image.version": spec.tag,
+        "org.opencontainers.image.base.name": stack.base_ref(mode) if parent is None else stack.image_ref(parent),
+        "io.infra.project": spec.project,
+        "io.infra.image": name,
+        "io.infra.mode": mode,
+        "io.infra.python": spec.python,
+        "io.infra.torch-policy": spec.native_env.torch,
+    }
+    labels.update(image.labels)
+    return tuple(sorted(labels.items()))
+
+
+def _env(stack: Stack, image: ImageSpec, is_root: bool) -> tuple[tuple[str, str], ...]:
+    env: dict[str, str] = {}
+    if is_root:
+        env.update({
+            "PATH": f"{paths.VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "VIRTUAL_ENV": paths.VENV,
+            "PYTHONPATH": paths.INFRA_HOME,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        })
+    env.update(image.env)
+    return tuple(sorted(env.items()))
+
+
+def _native_site_pth(stack: Stack) -> tuple[str, str]:
+    """A .pth line that appends the mounted env after the image's own packages (site.addsitedir semantics)."""
+    site = paths.site_packages(stack.spec.python)
+    return f"{site}/zz-infra-native-site.pth", f'import site; site.addsitedir("{paths.NATIVE_SITE}")'

@@ -1,0 +1,82 @@
+"""Render every file of a mode: Dockerfiles, compose.yaml, docker-bake.json, stack.yaml.
+
+``render_mode`` is pure: a Stack, a mode and a Layout in, a mapping of
+relative file names to text out. Writing is ``infra.render.write``'s job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra.config import Stack
+from infra.config.models import MODES, Mode
+from infra.errors import BadInputError, ConfigError
+from infra.render import paths
+from infra.render.bake import render_bake
+from infra.render.compose import render_compose
+from infra.render.dockerfile import render_dockerfile
+from infra.render.environment import DOCKERFILE_TEMPLATE, MACROS_TEMPLATE
+from infra.render.swarm import render_swarm_stack
+
+
+def check_mode(stack: Stack, mode: str) -> Mode:
+    """``mode`` as a Mode, or BadInputError: unknown, not in the spec, or images that cannot be built in it.
+
+    Loading the spec already rejects these; the checks are repeated here for
+    stacks built in code, so render never produces a file a build would reject.
+    """
+    spec_file = stack.spec_path.name
+    if mode not in MODES:
+        raise BadInputError(f"--mode: unknown mode '{mode}' (known: {', '.join(MODES)})")
+    if mode not in stack.spec.modes:
+        raise ConfigError([f"{spec_file}: modes.{mode}: not defined (defined: {', '.join(stack.spec.modes)})"],
+                          hint=f"add modes.{mode} to {spec_file}, or render one of the defined modes")
+    problems = []
+    folder = stack.spec.images_dir
+    reserved = paths.RESERVED_NAMES | {"default", *MODES}
+    for name in stack.images_for_mode(mode):  # type: ignore[arg-type]
+        image = stack.images[name]
+        where = f"{folder}/{name}/image.yaml"
+        if name in reserved:
+            problems.append(f"{where}: the image name '{name}' is reserved in rendered files "
+                            f"(reserved: {', '.join(sorted(reserved))}); rename the folder")
+        if image.parent is not None and mode not in stack.images[image.parent].modes:
+            problems.append(f"{where}: parent: '{image.parent}' is not built in {mode}")
+        if image.gpu_only and not stack.spec.modes[mode].gpu:  # type: ignore[index]
+            problems.append(f"{where}: gpu_only: cannot be built in {mode}, which has no GPU")
+        if image.template in (DOCKERFILE_TEMPLATE, MACROS_TEMPLATE):
+            problems.append(f"{where}: template: '{image.template}' would hide the shared template of that name; "
+                            f"rename it (it can still extend \"{DOCKERFILE_TEMPLATE}\")")
+    if problems:
+        raise ConfigError(problems)
+    return mode  # type: ignore[return-value]
+
+
+def default_layout(stack: Stack, mode: Mode, out: Path | None = None) -> paths.Layout:
+    """The layout for ``out`` (default: the spec's output_dir/<mode> under the project)."""
+    from infra.resources import data_root
+
+    project = stack.workdir.resolve()
+    target = (out if out is not None else Path(stack.spec.output_dir) / mode)
+    target = target if target.is_absolute() else project / target
+    return paths.layout_for(project, Path(_normalise(target)), stack.images_dir.resolve(),
+                            (data_root() / "stages").resolve())
+
+
+def render_mode(stack: Stack, mode: str, layout: paths.Layout) -> dict[str, str]:
+    """Every file of ``mode``: relative name -> text. Raises BadInputError/ConfigError, renders nothing partial."""
+    checked = check_mode(stack, mode)
+    files: dict[str, str] = {}
+    dockerfiles = {name: render_dockerfile(stack, checked, name) for name in stack.images_for_mode(checked)}
+    for name, text in dockerfiles.items():
+        files[layout.dockerfile(name)] = text
+    files[paths.BAKE_FILE] = render_bake(stack, checked, layout, dockerfiles)
+    files[paths.COMPOSE_FILE] = render_compose(stack, checked, layout)
+    files[paths.SWARM_FILE] = render_swarm_stack(stack, checked, layout)
+    return dict(sorted(files.items()))
+
+
+def _normalise(path: Path) -> str:
+    import os
+
+    return os.path.normpath(path)

@@ -1,0 +1,100 @@
+"""What the rendered files agree on: paths inside the images, the user, where things go.
+
+The Dockerfiles create these paths and the compose and swarm files mount onto
+them, so they are defined once, here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The non-root user every image runs as. A fixed uid, so that bind-mounted job
+# folders on the host can be handed to it (`chown 10001:10001 jobs`).
+USER_NAME = "infra"
+UID = 10001
+
+VENV = "/opt/venv"
+INFRA_HOME = "/opt/infra"              # on PYTHONPATH: the stage code lives below it
+STAGES_DIR = f"{INFRA_HOME}/stages"
+NATIVE_SITE = f"{INFRA_HOME}/native-site"  # the native env's site-packages, mounted read-only
+DATA = "/data"
+
+# Host folders (relative to the project) and where stage containers see them.
+# (host folder, container folder, read-only)
+DATA_MOUNTS: tuple[tuple[str, str, bool], ...] = (
+    ("in", f"{DATA}/in", True),
+    ("out", f"{DATA}/out", False),
+    ("jobs", f"{DATA}/jobs", False),
+    ("config", f"{DATA}/config", True),
+    ("shared-model-and-cache", f"{DATA}/cache", False),
+)
+CACHE = f"{DATA}/cache"
+
+# BuildKit secret ids; a secret is mounted at /run/secrets/<id> for one RUN only.
+CA_SECRET = "ca_bundle"
+HF_SECRET = "hf_token"
+CA_IN_CONTAINER = f"/run/secrets/{CA_SECRET}"
+
+# Build contexts that are not images: an image may not take these names.
+STAGES_CONTEXT = "stages"
+RESERVED_NAMES = frozenset({STAGES_CONTEXT, "scratch"})
+
+DOCKERFILES = "dockerfiles"
+COMPOSE_FILE = "compose.yaml"
+BAKE_FILE = "docker-bake.json"
+SWARM_FILE = "stack.yaml"
+
+
+def site_packages(python: str) -> str:
+    return f"{VENV}/lib/python{python}/site-packages"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the rendered files go, and the relative paths they use to point back.
+
+    buildx bake resolves a target's context against the folder it is run from
+    (the project), and its dockerfile against that context; compose and
+    ``docker stack`` resolve paths against the folder of the file. Every path
+    is relative, so re-rendering elsewhere gives the same bytes.
+    """
+
+    out: str            # the output folder, as the user should type it (for comments)
+    to_project: str     # from the output folder to the project (compose and stack paths)
+    from_project: str   # from the project to the output folder (bake dockerfile paths)
+    images: str         # from the project to the images folder
+    stages: str         # from the project to the stage code
+
+    def dockerfile(self, image: str) -> str:
+        return f"{DOCKERFILES}/{image}.Dockerfile"
+
+    def host_path(self, rel: str) -> str:
+        """A project-relative host path as the compose file must spell it."""
+        if os.path.isabs(rel):
+            return rel
+        return _join(self.to_project, rel)
+
+
+def layout_for(project: Path, out: Path, images: Path, stages: Path) -> Layout:
+    """The layout for absolute ``project``, ``out``, ``images`` and ``stages`` folders (pure string work)."""
+    for p in (project, out, images, stages):
+        if not p.is_absolute():
+            raise ValueError(f"{p} must be absolute")
+    return Layout(
+        out=_rel(out, project),
+        to_project=_rel(project, out),
+        from_project=_rel(out, project),
+        images=_rel(images, project),
+        stages=_rel(stages, project),
+    )
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def _join(base: str, rel: str) -> str:
+    joined = Path(base, rel).as_posix() if base != "." else Path(rel).as_posix()
+    return joined if joined.startswith((".", "/")) else f"./{joined}"
