@@ -80,3 +80,14 @@ def offline_base() -> str:
     results = [e for e in ensure_bases(stack, ["docker-cpu"]) if isinstance(e, BaseResult)]
     assert results and results[0].status in ("built", "up to date")
     return results[0].ref
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/ from what the templates render now, instead of comparing")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True with `pytest --update-golden` (or INFRA_UPDATE_GOLDEN=1): golden tests rewrite their files."""
+    return bool(request.config.getoption("--update-golden")) or os.environ.get("INFRA_UPDATE_GOLDEN") == "1"

@@ -1,0 +1,37 @@
+# Rendered by infra from images/pyannote-vad/image.yaml for mode docker-gpu.
+# Do not edit: change the spec and run `infra render`.
+FROM base-ml
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+
+LABEL \
+      io.infra.image=pyannote-vad \
+      io.infra.mode=docker-gpu \
+      io.infra.project=speech \
+      io.infra.python=3.11 \
+      io.infra.torch-policy=baked \
+      org.opencontainers.image.base.name=registry.example.com/speech/speech-base-ml:latest \
+      org.opencontainers.image.description='Voice activity detection with Silero VAD (ONNX) and pyannote segmentation' \
+      org.opencontainers.image.title=speech-pyannote-vad \
+      org.opencontainers.image.vendor=speech \
+      org.opencontainers.image.version=latest
+
+ENV \
+    PYANNOTE_METRICS_ENABLED=false
+
+USER 0:0
+
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=ca_bundle \
+    PIP_CERT=/run/secrets/ca_bundle pip install \
+      'onnxruntime>=1.17'
+
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=ca_bundle \
+    PIP_CERT=/run/secrets/ca_bundle pip install --extra-index-url "${TORCH_INDEX_URL}" \
+      torch==2.13.0 \
+      silero-vad==6.2.3 \
+      pyannote.audio==4.0.7
+
+USER 10001:10001
+
+COPY --from=stages --chown=0:0 . /opt/infra/stages/

@@ -1,0 +1,28 @@
+# Rendered by infra from images/pyannote-vad/image.yaml for mode docker-cpu.
+# Do not edit: change the spec and run `infra render`.
+FROM base-ml
+
+LABEL \
+      io.infra.image=pyannote-vad \
+      io.infra.mode=docker-cpu \
+      io.infra.project=speech \
+      io.infra.python=3.11 \
+      io.infra.torch-policy=mounted \
+      org.opencontainers.image.base.name=speech-base-ml:latest \
+      org.opencontainers.image.description='Voice activity detection with Silero VAD (ONNX) and pyannote segmentation' \
+      org.opencontainers.image.title=speech-pyannote-vad \
+      org.opencontainers.image.vendor=speech \
+      org.opencontainers.image.version=latest
+
+ENV \
+    PYANNOTE_METRICS_ENABLED=false
+
+USER 0:0
+
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    pip install \
+      'onnxruntime>=1.17'
+
+USER 10001:10001
+
+COPY --from=stages --chown=0:0 . /opt/infra/stages/

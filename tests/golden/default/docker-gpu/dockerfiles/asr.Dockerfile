@@ -1,0 +1,25 @@
+# Rendered by infra from images/asr/image.yaml for mode docker-gpu.
+# Do not edit: change the spec and run `infra render`.
+FROM base-ml
+
+LABEL \
+      io.infra.image=asr \
+      io.infra.mode=docker-gpu \
+      io.infra.project=speech \
+      io.infra.python=3.11 \
+      io.infra.torch-policy=mounted \
+      org.opencontainers.image.base.name=speech-base-ml:latest \
+      org.opencontainers.image.description='faster-whisper speech recognition (CTranslate2, no torch needed)' \
+      org.opencontainers.image.title=speech-asr \
+      org.opencontainers.image.vendor=speech \
+      org.opencontainers.image.version=latest
+
+USER 0:0
+
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    pip install \
+      faster-whisper==1.2.1
+
+USER 10001:10001
+
+COPY --from=stages --chown=0:0 . /opt/infra/stages/

@@ -1,0 +1,27 @@
+# Rendered by infra from images/ffmpeg/image.yaml for mode native.
+# Do not edit: change the spec and run `infra render`.
+FROM base
+
+LABEL \
+      io.infra.image=ffmpeg \
+      io.infra.mode=native \
+      io.infra.project=speech \
+      io.infra.python=3.11 \
+      io.infra.torch-policy=mounted \
+      org.opencontainers.image.base.name=speech-base:latest \
+      org.opencontainers.image.description='FFmpeg for the demux and mux stages' \
+      org.opencontainers.image.title=speech-ffmpeg \
+      org.opencontainers.image.vendor=speech \
+      org.opencontainers.image.version=latest
+
+USER 0:0
+
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt,sharing=locked \
+    apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ffmpeg
+
+USER 10001:10001
+
+COPY --from=stages --chown=0:0 . /opt/infra/stages/
