@@ -10,6 +10,7 @@ BadInputError naming the template file and the line, never a traceback.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from functools import lru_cache
 from pathlib import Path
@@ -86,11 +87,14 @@ def render_template(search: tuple[Path, ...], name: str, spec: Any, shown: dict[
         missing = exc.name if isinstance(exc.name, str) else name
         places = ", ".join(shown.get(f, str(f)) for f in search)
         parent = _failing_template(exc, shown)
-        where = f"{parent}: " if parent else ""
-        raise BadInputError(f"{where}template '{missing}' not found (looked in {places})") from None
+        if parent is None:  # the template asked for is itself missing
+            raise BadInputError(f"{_display_name(missing, search, shown)}: template not found "
+                                f"(looked in {places})") from None
+        raise BadInputError(f"{parent}: template '{missing}' not found (looked in {places})") from None
     except jinja2.UndefinedError as exc:
         where = _failing_template(exc, shown) or _display_name(name, search, shown)
-        raise BadInputError(f"{where}: undefined value: {exc.message}",
+        message = re.sub(r"'(?:[\w.]+\.)?(\w+) object'", r"\1", exc.message or "")
+        raise BadInputError(f"{where}: undefined value: {message}",
                             hint="the template uses a name that `spec` does not have; see docs/RENDER.md") from None
 
 
