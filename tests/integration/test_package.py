@@ -20,6 +20,8 @@ def test_wheel_works_outside_the_repo(tmp_path: Path) -> None:
         names = set(zf.namelist())
         assert "infra/_data/infra.yaml" in names
         assert "infra/_data/images/asr/image.yaml" in names
+        assert {"infra/_data/templates/Dockerfile.j2", "infra/_data/templates/compose.yaml.j2",
+                "infra/_data/stages/__init__.py"} <= names
         zf.extractall(tmp_path / "site")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -30,3 +32,11 @@ def test_wheel_works_outside_the_repo(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert summary["embedded"] is True
     assert summary["spec"] == str(tmp_path / "site" / "infra" / "_data" / "infra.yaml")
+    rendered = subprocess.run([sys.executable, "-m", "infra", "render", "--mode", "docker-cpu"],
+                              cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    bake = json.loads((elsewhere / ".infra/out/docker-cpu/docker-bake.json").read_text())
+    stages = (elsewhere / bake["target"]["asr"]["contexts"]["stages"]).resolve()
+    assert stages == (tmp_path / "site" / "infra" / "_data" / "stages").resolve()
+    assert (elsewhere / bake["target"]["asr"]["context"] / bake["target"]["asr"]["dockerfile"]).resolve() == \
+        (elsewhere / ".infra/out/docker-cpu/dockerfiles/asr.Dockerfile").resolve()
