@@ -82,6 +82,27 @@ def offline_base() -> str:
     return results[0].ref
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Caches the code under test creates (compiled templates) go to a temporary folder, not ~/.cache."""
+    import tempfile
+
+    config._infra_cache_home = tempfile.mkdtemp(prefix="infra-test-cache-")  # type: ignore[attr-defined]
+    config._infra_previous_cache_home = os.environ.get("XDG_CACHE_HOME")  # type: ignore[attr-defined]
+    os.environ["XDG_CACHE_HOME"] = config._infra_cache_home  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = getattr(config, "_infra_cache_home", None)
+    if folder is None:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    previous = config._infra_previous_cache_home  # type: ignore[attr-defined]
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite tests/golden/ from what the templates render now, instead of comparing")

@@ -61,11 +61,31 @@ def template_environment(*search: Path) -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["sh"] = lambda value: shlex.quote(str(value))
     env.filters["yaml"] = yaml_scalar
     env.filters["json_list"] = json_list
     return env
+
+
+def _bytecode_cache() -> Any:
+    """Compiled templates kept under the user's cache folder: compiling them is most of a render's cost.
+
+    Jinja keys each entry by the template's file name and checks it against the
+    source, and writes entries atomically; without a writable folder there is no cache.
+    """
+    import os
+
+    import jinja2
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "infra" / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
 
 
 def render_template(search: tuple[Path, ...], name: str, spec: Any, shown: dict[Path, str]) -> str:

@@ -17,28 +17,27 @@ APT_CACHES = {"type=cache,target=/var/cache/apt,sharing=locked", "type=cache,tar
 PIP_CACHE = "type=cache,target=/root/.cache/pip,sharing=locked"
 
 
-def all_dockerfiles():
-    for case, make in CASES.items():
-        stack = make()
-        for mode in MODES:
-            for rel, text in render(stack, mode).items():
-                if rel.startswith("dockerfiles/"):
-                    yield f"{case}/{mode}/{rel}", text
+def dockerfiles(case: str, mode: str) -> dict[str, str]:
+    return {rel: text for rel, text in render(CASES[case](), mode).items() if rel.startswith("dockerfiles/")}
 
 
-DOCKERFILES = dict(all_dockerfiles())
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_dockerfile_conventions(case: str, mode: str) -> None:
+    files = dockerfiles(case, mode)
+    assert files
+    for name, text in files.items():
+        check_conventions(f"{case}/{mode}/{name}", text)
 
 
-@pytest.mark.parametrize("name", list(DOCKERFILES))
-def test_dockerfile_conventions(name: str) -> None:
-    text = DOCKERFILES[name]
-    assert not re.search(r"^\s*#\s*syntax\s*=", text, re.I | re.M), "a syntax directive makes BuildKit pull a frontend"
+def check_conventions(name: str, text: str) -> None:
+    assert not re.search(r"^\s*#\s*syntax\s*=", text, re.I | re.M), f"{name}: a syntax line makes BuildKit pull"
     assert "--no-cache-dir" not in text and "PIP_NO_CACHE_DIR" not in text
     steps = instructions(text)
     users = [s.rest for s in steps if s.keyword == "USER"]
-    assert users, "every image sets its user"
+    assert users, f"{name}: every image sets its user"
     uid = users[-1].split(":")[0]
-    assert uid not in ("0", "root") and int(uid) >= 1000, f"runs as {users[-1]}"
+    assert uid not in ("0", "root") and int(uid) >= 1000, f"{name} runs as {users[-1]}"
     for step in steps:
         assert step.keyword not in ("ADD",), "COPY only"
         if step.keyword in ("ARG", "ENV", "LABEL"):
