@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,27 @@ def test_image_template_extends_the_shared_one(project: Path, run_cli) -> None:
     text = (project / OUT / "native/dockerfiles/ffmpeg.Dockerfile").read_text()
     assert text.rstrip().endswith('HEALTHCHECK CMD ["ffmpeg", "-hide_banner", "-version"]')
     assert "COPY --from=stages" in text and "apt-get" in text, "the other blocks are the shared ones"
+
+
+def test_image_template_can_ask_for_the_hf_token_as_a_build_secret(project: Path, run_cli,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_should_never_be_written")
+    (project / "images/ffmpeg/ffmpeg.Dockerfile.j2").write_text(
+        '{% extends "Dockerfile.j2" %}\n'
+        '{% import "_macros.j2" as m %}\n'
+        "{% block python_packages %}\n"
+        "{{ super() }}\n"
+        '{{ m.run([m.secret("hf_token")]) }}test -s /run/secrets/hf_token\n'
+        "{% endblock %}\n")
+    set_key("images/ffmpeg/image.yaml", "template", "ffmpeg.Dockerfile.j2")(project)
+    assert run_cli("render", "-m", "native", cwd=project).code == 0
+    out = project / OUT / "native"
+    assert "RUN --mount=type=secret,id=hf_token \\\n    test -s /run/secrets/hf_token" in \
+        (out / "dockerfiles/ffmpeg.Dockerfile").read_text()
+    bake = json.loads((out / "docker-bake.json").read_text())["target"]
+    assert bake["ffmpeg"]["secret"] == ["id=hf_token,env=HF_TOKEN"]
+    assert "secret" not in bake["base"]
+    assert not any("hf_should_never_be_written" in p.read_text() for p in out.rglob("*") if p.is_file())
 
 
 def image_template(text: str):
