@@ -109,3 +109,14 @@ def test_bake_passes_torch_index_and_ca_secret_when_baked() -> None:
         installs = "install" in files[f"dockerfiles/{name}.Dockerfile"]
         assert target.get("secret") == (["id=ca_bundle,src=config/ca-bundle.pem"] if installs else None), name
     assert "secret" not in targets["subtitles"]
+
+
+def test_a_spec_without_stages_renders_images_and_empty_stacks() -> None:
+    import dataclasses
+
+    stack = CASES["default"]()
+    stack = dataclasses.replace(stack, spec=stack.spec.model_copy(update={"stages": {}}))
+    files = render(stack, "docker-cpu")
+    assert yaml.safe_load(files["compose.yaml"])["services"] == {}
+    assert yaml.safe_load(files["stack.yaml"])["services"] == {}
+    assert not any("COPY --from=stages" in text for rel, text in files.items() if rel.startswith("dockerfiles/"))
