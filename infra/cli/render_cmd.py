@@ -11,8 +11,8 @@ import typer
 
 
 def render(
-    modes: Annotated[Optional[list[str]], typer.Option("--mode", "-m", help="A mode to render (repeatable; default: every mode in the spec).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the files of the one --mode (default: <output_dir>/<mode>).")] = None,
+    modes: Annotated[Optional[list[str]], typer.Option("--mode", "-m", metavar="MODE", help="A mode to render (repeatable; default: every mode in the spec).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Folder for the files of the one --mode (default: <output_dir>/<mode>).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 with a unified diff if the files on disk differ.")] = False,
 ) -> None:
     """Render the spec into .infra/out/<mode>/: Dockerfiles, compose.yaml, docker-bake.json, stack.yaml."""
