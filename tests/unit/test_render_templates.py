@@ -57,3 +57,18 @@ def _with_ca():
     stack = default_stack()
     spec = stack.spec.model_copy(update={"secrets": stack.spec.secrets.model_copy(update={"ca_bundle": "ca.pem"})})
     return dataclasses.replace(stack, spec=spec)
+
+
+def test_render_mode_checks_the_mode_for_callers_other_than_the_cli() -> None:
+    import dataclasses
+
+    from infra.errors import ConfigError
+    from infra.render import check_mode
+
+    stack = default_stack()
+    with pytest.raises(BadInputError, match="--mode: unknown mode 'docker-tpu'"):
+        check_mode(stack, "docker-tpu")
+    modes = {k: v for k, v in stack.spec.modes.items() if k != "docker-gpu"}
+    stack = dataclasses.replace(stack, spec=stack.spec.model_copy(update={"modes": modes}))
+    with pytest.raises(ConfigError, match=r"infra.yaml: modes.docker-gpu: not defined \(defined: native, docker-cpu\)"):
+        check_mode(stack, "docker-gpu")
