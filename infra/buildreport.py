@@ -25,6 +25,7 @@ class BuildSummary:
     critical_path: list[str] = field(default_factory=list)
     critical_seconds: float = 0.0
     pushed: dict[str, str] = field(default_factory=dict)       # name -> remote@digest
+    previous: dict[str, dict] = field(default_factory=dict)    # the last build's records, for the deltas
 
     @property
     def failed(self) -> bool:

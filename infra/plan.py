@@ -154,3 +154,31 @@ def plan_images(targets: Mapping[str, BuildTarget], existing_hash: callable) -> 
         hashes[name] = h
         planned[name] = PlannedImage(target, h, existing_hash(target.ref) == h)
     return Plan(planned)
+
+
+def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # noqa: ANN001 - Stack
+    """The build targets of ``mode`` whose Dockerfiles were rendered into ``out``."""
+    from infra.render import paths
+    from infra.render.dockerfile import stage_images
+
+    stages_dir = _stages_dir()
+    with_code = stage_images(stack, mode)
+    targets = {}
+    for name in stack.images_for_mode(mode):
+        image = stack.images[name]
+        targets[name] = BuildTarget(
+            name=name,
+            ref=stack.image_ref(name),
+            dockerfile=out / paths.DOCKERFILES / f"{name}.Dockerfile",
+            context=stack.images_dir / name,
+            parent=image.parent,
+            base=stack.base_ref(mode) if image.parent is None else None,
+            local_contexts={paths.STAGES_CONTEXT: stages_dir} if name in with_code else {},
+        )
+    return targets
+
+
+def _stages_dir() -> Path:
+    from infra.resources import data_root
+
+    return data_root() / "stages"

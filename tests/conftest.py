@@ -32,6 +32,32 @@ def _docker_gate(request: pytest.FixtureRequest) -> None:
     pytest.skip("no Docker engine answers `docker info`")
 
 
+def host_ca_bundle() -> str | None:
+    """The CA bundle this machine's pip trusts (behind a TLS-intercepting proxy builds need it)."""
+    for candidate in (os.environ.get("INFRA_CA_BUNDLE"), os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
+                      "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+_HOST_CA = host_ca_bundle()
+
+
+@pytest.fixture(autouse=True)
+def _spec_from_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Machine settings stay out of rendered files unless a test asks for them (see ``ca_bundle``)."""
+    monkeypatch.delenv("INFRA_CA_BUNDLE", raising=False)
+
+
+@pytest.fixture
+def ca_bundle(monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Hand builds the machine's CA bundle, as a user behind a TLS-intercepting proxy would."""
+    if _HOST_CA:
+        monkeypatch.setenv("INFRA_CA_BUNDLE", _HOST_CA)
+    return _HOST_CA
+
+
 @dataclass
 class Result:
     code: int

@@ -64,9 +64,10 @@ def modes_arg(stack: "Stack", modes: Optional[list[str]]) -> list:  # noqa: F821
     return list(modes) if modes else defined
 
 
-from infra.cli import base_cmd, config_cmd, doctor_cmd, render_cmd  # noqa: E402  (registers the commands)
+from infra.cli import base_cmd, build_cmd, config_cmd, doctor_cmd, render_cmd  # noqa: E402  (registers the commands)
 
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("base")(base_cmd.base)
 app.command("render")(render_cmd.render)
+app.command("build")(build_cmd.build)

@@ -139,8 +139,19 @@ def load_stack(path: str | os.PathLike[str] | None = None, cwd: Path | None = No
     if problems:
         raise ConfigError(problems, hint=f"fix the lines above; `infra config schema` prints the spec's JSON Schema")
     assert spec is not None
+    spec = _apply_environment(spec)
     workdir = cwd if embedded else spec_path.parent
     return Stack(spec=spec, images=images, spec_path=spec_path, workdir=workdir, embedded=embedded)
+
+
+def _apply_environment(spec: ProjectSpec) -> ProjectSpec:
+    """Settings the machine supplies rather than the spec: INFRA_CA_BUNDLE, a CA bundle for a
+    TLS-intercepting proxy (it reaches builds only as a BuildKit secret, never a layer)."""
+    ca = os.environ.get("INFRA_CA_BUNDLE")
+    if ca and spec.secrets.ca_bundle is None:
+        secrets = spec.secrets.model_copy(update={"ca_bundle": ca})
+        return spec.model_copy(update={"secrets": secrets})
+    return spec
 
 
 def _display_name(path: Path, cwd: Path, root: Path | None = None) -> str:

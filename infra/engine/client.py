@@ -135,6 +135,17 @@ class Engine:
         with translate_errors(f"docker import {ref}"):
             self.docker.image.import_(str(archive), ref, changes=changes)
 
+    def check_builder(self, name: str) -> None:
+        """BadInputError unless buildx knows a builder of that name."""
+        from infra.errors import BadInputError
+
+        with translate_errors("docker buildx ls"):
+            known = [b.name for b in self.docker.buildx.list()]
+        if name not in known:
+            raise BadInputError(f"--builder: no buildx builder named '{name}' (known: {', '.join(known)})",
+                                hint=f"docker buildx create --name {name} --driver docker-container "
+                                     "--config buildkit/buildkitd.toml (or point it at a remote BuildKit)")
+
     def tag(self, ref: str, new_ref: str) -> None:
         with translate_errors(f"docker tag {ref} {new_ref}"):
             self.docker.image.tag(ref, new_ref)
