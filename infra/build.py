@@ -209,6 +209,10 @@ def build_stack(stack, request: BuildRequestSpec, engine: Engine | None = None) 
     if request.push and not registry:
         raise BadInputError("--push needs a registry", hint="pass --registry HOST/NAMESPACE or set 'registry' in infra.yaml")
     secrets = _build_secrets(stack)
+    wheelhouse = stack.spec.native_env.wheelhouse
+    if stack.spec.native_env.torch == "baked" and wheelhouse and not (stack.workdir / wheelhouse).is_dir():
+        raise BadInputError(f"native_env.wheelhouse: folder '{wheelhouse}' not found",
+                            hint="point it at a folder of wheels, or remove it to install torch from the index")
     if request.builder:
         engine.check_builder(request.builder)
     if request.push:

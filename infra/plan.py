@@ -159,10 +159,12 @@ def plan_images(targets: Mapping[str, BuildTarget], existing_hash: callable) -> 
 def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # noqa: ANN001 - Stack
     """The build targets of ``mode`` whose Dockerfiles were rendered into ``out``."""
     from infra.render import paths
-    from infra.render.dockerfile import stage_images
+    from infra.render.dockerfile import stage_images, wheelhouse_images
 
     stages_dir = _stages_dir()
     with_code = stage_images(stack, mode)
+    with_wheels = wheelhouse_images(stack, mode)
+    wheelhouse = stack.spec.native_env.wheelhouse
     targets = {}
     for name in stack.images_for_mode(mode):
         image = stack.images[name]
@@ -173,7 +175,10 @@ def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # 
             context=stack.images_dir / name,
             parent=image.parent,
             base=stack.base_ref(mode) if image.parent is None else None,
-            local_contexts={paths.STAGES_CONTEXT: stages_dir} if name in with_code else {},
+            local_contexts={
+                **({paths.STAGES_CONTEXT: stages_dir} if name in with_code else {}),
+                **({paths.WHEELHOUSE_CONTEXT: stack.workdir / wheelhouse} if wheelhouse and name in with_wheels else {}),
+            },
         )
     return targets
 

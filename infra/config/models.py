@@ -106,6 +106,8 @@ class NativeEnvSpec(Strict):
     path: str = Field(".venv-ml", description="The native environment (a virtualenv), relative to the project")
     torch: TorchPolicy = Field("mounted", description="mounted: images carry no torch; baked: images install it")
     torch_version: str = Field("2.13.0", pattern=r"^[0-9]+(\.[0-9]+){1,2}$")
+    wheelhouse: str | None = Field(None, description="A folder of wheels (e.g. a local CPU torch build) that baked "
+                                                     "builds install torch from instead of an index")
 
 
 class SecretsSpec(Strict):

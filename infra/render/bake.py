@@ -15,7 +15,7 @@ from typing import Any
 from infra.config import Stack
 from infra.config.models import Mode
 from infra.render import paths
-from infra.render.dockerfile import TORCH_INDEX_ARG, stage_images, torch_index
+from infra.render.dockerfile import TORCH_INDEX_ARG, stage_images, torch_index, wheelhouse_images
 
 DEFAULT_GROUP = "default"
 
@@ -25,6 +25,7 @@ def build_bake(stack: Stack, mode: Mode, layout: paths.Layout, dockerfiles: dict
     spec = stack.spec
     names = stack.images_for_mode(mode)
     code = stage_images(stack, mode)
+    wheels = wheelhouse_images(stack, mode)
     targets: dict[str, Any] = {}
     for name in names:
         image = stack.images[name]
@@ -39,6 +40,8 @@ def build_bake(stack: Stack, mode: Mode, layout: paths.Layout, dockerfiles: dict
             contexts[image.parent] = f"target:{image.parent}"
         if name in code:
             contexts[paths.STAGES_CONTEXT] = layout.stages
+        if name in wheels:
+            contexts[paths.WHEELHOUSE_CONTEXT] = layout.project_path(spec.native_env.wheelhouse)
         if contexts:
             target["contexts"] = contexts
         text = dockerfiles[name]

@@ -20,6 +20,7 @@ APT_CACHE_MOUNTS = (
 )
 PIP_CACHE_MOUNT = "type=cache,target=/root/.cache/pip,sharing=locked"
 CA_SECRET_MOUNT = f"type=secret,id={paths.CA_SECRET}"
+WHEELHOUSE_MOUNT = f"type=bind,from={paths.WHEELHOUSE_CONTEXT},target={paths.WHEELHOUSE_DIR}"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_DEFAULT_INDEX = "https://pypi.org/simple"  # on Linux x86_64 PyPI's torch is the CUDA build
 TORCH_INDEX_ARG = "TORCH_INDEX_URL"
@@ -45,7 +46,9 @@ class DockerfileSpec:
     venv: str | None                             # the root image creates the virtualenv
     native_site_pth: tuple[str, str] | None      # (file, line) under the mounted torch policy
     torch: str | None                            # torch requirement under the baked policy
-    torch_index: str                             # the index variable, expanded by the shell in RUN
+    torch_from: str                              # where pip finds torch: the index variable, or the wheelhouse
+    torch_extra_from: str                        # the same, beside PyPI, for packages that need torch
+    torch_mounts: tuple[str, ...]                # pip's mounts, plus the wheelhouse when there is one
     pip: tuple[str, ...]
     torch_pip: tuple[str, ...]                   # torch-needing packages (baked only)
     torch_pin: tuple[str, ...]                   # torch==V beside them, so pip keeps the mode's torch build
@@ -71,6 +74,14 @@ def image_chain(stack: Stack, name: str) -> list[str]:
     return chain
 
 
+def wheelhouse_images(stack: Stack, mode: Mode) -> set[str]:
+    """Images that install torch or torch-needing packages from the wheelhouse (baked policy with one set)."""
+    env = stack.spec.native_env
+    if env.torch != "baked" or env.wheelhouse is None:
+        return set()
+    return {n for n in stack.images_for_mode(mode) if stack.images[n].torch or stack.images[n].torch_pip}
+
+
 def stage_images(stack: Stack, mode: Mode) -> set[str]:
     """Images that some stage runs in, in ``mode``: they get the stage code."""
     built = set(stack.images_for_mode(mode))
@@ -88,7 +99,11 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
     ca = spec.secrets.ca_bundle is not None
     chain = image_chain(stack, name)
     has_tini = "tini" in _apt_names(image)
-    args = ((TORCH_INDEX_ARG, torch_index(stack, mode)),) if torch_req else ()
+    wheelhouse = spec.native_env.wheelhouse is not None
+    args = ((TORCH_INDEX_ARG, torch_index(stack, mode)),) if torch_req and not wheelhouse else ()
+    pip_mounts = (PIP_CACHE_MOUNT,) + ((CA_SECRET_MOUNT,) if ca else ())
+    index = '"${' + TORCH_INDEX_ARG + '}"'
+    local = f"--find-links {paths.WHEELHOUSE_DIR}"
     return DockerfileSpec(
         image=name,
         mode=mode,
@@ -106,11 +121,13 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
         venv=paths.VENV if is_root else None,
         native_site_pth=_native_site_pth(stack) if is_root and not baked else None,
         torch=torch_req if installs_torch else None,
-        torch_index="${" + TORCH_INDEX_ARG + "}",
+        torch_from=local if wheelhouse else f"--index-url {index}",
+        torch_extra_from=local if wheelhouse else f"--extra-index-url {index}",
+        torch_mounts=pip_mounts + ((WHEELHOUSE_MOUNT,) if wheelhouse else ()),
         pip=tuple(image.pip),
         torch_pip=torch_pip,
         torch_pin=(torch_req,) if torch_pip and torch_req else (),
-        pip_mounts=(PIP_CACHE_MOUNT,) + ((CA_SECRET_MOUNT,) if ca else ()),
+        pip_mounts=pip_mounts,
         pip_env=(("PIP_CERT", paths.CA_IN_CONTAINER),) if ca else (),
         create_user=is_root,
         uid=paths.UID,

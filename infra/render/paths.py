@@ -39,7 +39,9 @@ CA_IN_CONTAINER = f"/run/secrets/{CA_SECRET}"
 
 # Build contexts that are not images: an image may not take these names.
 STAGES_CONTEXT = "stages"
-RESERVED_NAMES = frozenset({STAGES_CONTEXT, "scratch"})
+WHEELHOUSE_CONTEXT = "wheelhouse"
+WHEELHOUSE_DIR = "/opt/infra/wheelhouse"      # bind-mounted for one RUN, never a layer
+RESERVED_NAMES = frozenset({STAGES_CONTEXT, WHEELHOUSE_CONTEXT, "scratch"})
 
 DOCKERFILES = "dockerfiles"
 COMPOSE_FILE = "compose.yaml"
@@ -69,6 +71,10 @@ class Layout:
 
     def dockerfile(self, image: str) -> str:
         return f"{DOCKERFILES}/{image}.Dockerfile"
+
+    def project_path(self, path: str) -> str:
+        """A path from the spec as bake (run from the project) must spell it: absolute stays absolute."""
+        return path if os.path.isabs(path) else Path(path).as_posix()
 
     def host_path(self, rel: str) -> str:
         """A project-relative host path as the compose file must spell it."""
