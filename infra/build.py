@@ -218,6 +218,7 @@ def build_stack(stack, request: BuildRequestSpec, engine: Engine | None = None) 
     if request.push:
         preflight(registry, engine.registry_logged_in(registry))
 
+    engine.inspect_images([stack.base_ref(mode), *(stack.image_ref(n) for n in names)])  # one docker call
     for event in ensure_bases(stack, [mode], engine):
         yield event if isinstance(event, str) else f"base {event.ref}: {event.status}"
 

@@ -6,8 +6,9 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class Engine:
     def __init__(self, host: str | None = None) -> None:
         self._host = host
         self._client: Any = None
+        self._images: dict[str, ImageInfo | None] = {}
 
     @property
     def docker(self) -> Any:
@@ -106,32 +108,69 @@ class Engine:
                 self.docker.buildx.build(str(main), build_contexts={"probe": str(extra)},
                                          output={"type": "cacheonly"}, progress=False)
 
+    def _cli(self) -> list[str]:
+        return ["docker", *(["--host", self._host] if self._host else [])]
+
+    def inspect_images(self, refs: Iterable[str]) -> dict[str, ImageInfo | None]:
+        """Inspect local images with one docker call; a missing one maps to None.
+
+        Results are remembered until ``forget(ref)``: the no-op build asks about
+        every image of a mode and should not pay a docker process for each.
+        """
+        wanted = [ref for ref in dict.fromkeys(refs) if ref not in self._images]
+        if wanted:
+            if self.cli_path() is None:
+                raise EngineUnavailableError("docker image inspect: the docker command-line client is not installed",
+                                             hint="install the Docker CLI, or run scripts/setup-docker.sh")
+            cmd = [*self._cli(), "image", "inspect", *wanted]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            stderr = proc.stderr or ""
+            if proc.returncode != 0 and any(m.lower() in stderr.lower() for m in DOWN_MARKERS) \
+                    and "daemon" in stderr.lower():
+                last = stderr.strip().splitlines()[-1]
+                raise EngineUnavailableError(f"docker image inspect: no Docker engine answers ({last})",
+                                             command=cmd, stderr=stderr, hint=START_HINT)
+            found = json.loads(proc.stdout or "[]") or []
+            if proc.returncode != 0 and not found and "no such image" not in stderr.lower():
+                raise EngineError(f"docker image inspect failed: {stderr.strip()[-300:]}", command=cmd, stderr=stderr)
+            for ref in wanted:
+                self._images[ref] = None
+            for item in found:
+                info = ImageInfo(id=item["Id"], size=int(item.get("Size") or 0),
+                                 labels=dict((item.get("Config") or {}).get("Labels") or {}),
+                                 repo_digests=list(item.get("RepoDigests") or []))
+                for ref in wanted:
+                    if ref in (item.get("RepoTags") or []) or ref == item["Id"]:
+                        self._images[ref] = info
+        return {ref: self._images[ref] for ref in refs}
+
+    def forget(self, ref: str) -> None:
+        """``ref`` may point elsewhere now (built, tagged, imported): inspect it afresh next time."""
+        self._images.pop(ref, None)
+
     def image_exists(self, ref: str) -> bool:
-        with translate_errors(f"docker image inspect {ref}"):
-            return bool(self.docker.image.exists(ref))
+        return self.inspect_images([ref])[ref] is not None
 
     def inspect_image(self, ref: str) -> ImageInfo:
-        with translate_errors(f"docker image inspect {ref}"):
-            image = self.docker.image.inspect(ref)
-        return ImageInfo(id=str(image.id), size=int(image.size), labels=dict(image.config.labels or {}),
-                         repo_digests=list(image.repo_digests or []))
+        info = self.inspect_images([ref])[ref]
+        if info is None:
+            raise EngineError(f"docker image inspect {ref}: no such image")
+        return info
 
     def label_of(self, ref: str, label: str) -> str | None:
         """A label of a local image, or None when the image does not exist."""
-        if not self.image_exists(ref):
-            return None
-        return self.inspect_image(ref).labels.get(label)
+        info = self.inspect_images([ref])[ref]
+        return info.labels.get(label) if info else None
 
     def image_size(self, ref: str) -> int:
-        with translate_errors(f"docker image inspect {ref}"):
-            return int(self.docker.image.inspect(ref).size)
+        return self.inspect_image(ref).size
 
     def image_labels(self, ref: str) -> dict[str, str]:
-        with translate_errors(f"docker image inspect {ref}"):
-            return dict(self.docker.image.inspect(ref).config.labels or {})
+        return self.inspect_image(ref).labels
 
     def import_rootfs(self, archive: Path, ref: str, changes: list[str]) -> None:
         """`docker import` a root file system tarball as image ``ref``."""
+        self.forget(ref)
         with translate_errors(f"docker import {ref}"):
             self.docker.image.import_(str(archive), ref, changes=changes)
 
@@ -147,10 +186,12 @@ class Engine:
                                      "--config buildkit/buildkitd.toml (or point it at a remote BuildKit)")
 
     def tag(self, ref: str, new_ref: str) -> None:
+        self.forget(new_ref)
         with translate_errors(f"docker tag {ref} {new_ref}"):
             self.docker.image.tag(ref, new_ref)
 
     def push(self, ref: str) -> None:
+        self.forget(ref)
         with translate_errors(f"docker push {ref}"):
             self.docker.image.push(ref, quiet=True)
 
