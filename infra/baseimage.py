@@ -21,6 +21,7 @@ from pathlib import Path
 from infra.config import Stack
 from infra.config.models import Mode
 from infra.engine import Engine
+from infra.engine.client import ImageInfo
 from infra.errors import BadInputError, OperationError
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -55,10 +56,13 @@ def host_mirror() -> str:
     return DEFAULT_MIRROR
 
 
-def ensure_bases(stack: Stack, modes: list[Mode], engine: Engine | None = None,
-                 force: bool = False) -> Iterator[BaseResult | str]:
-    """Make sure every base the modes need exists locally. Yields progress lines and one result per base."""
+def ensure_bases(stack: Stack, modes: list[Mode], engine: Engine | None = None, force: bool = False,
+                 known: dict[str, ImageInfo | None] | None = None) -> Iterator[BaseResult | str]:
+    """Make sure every base the modes need exists locally. Yields progress lines and one result per base.
+
+    ``known`` holds images the caller has just inspected, to spare a docker call."""
     engine = engine or Engine()
+    known = known or {}
     seen: set[str] = set()
     for mode in modes:
         name = stack.spec.modes[mode].base
@@ -70,8 +74,9 @@ def ensure_bases(stack: Stack, modes: list[Mode], engine: Engine | None = None,
         if base.debootstrap is None:
             yield BaseResult(name, ref, "registry")
             continue
-        if not force and engine.image_exists(ref):
-            yield BaseResult(name, ref, "up to date", size_bytes=engine.image_size(ref))
+        existing = known[ref] if ref in known else engine.inspect_images([ref])[ref]
+        if not force and existing is not None:
+            yield BaseResult(name, ref, "up to date", size_bytes=existing.size)
             continue
         yield (f"building offline base {ref} with debootstrap ({base.debootstrap.suite}, "
                f"{len(base.debootstrap.packages)} packages); this takes a minute or two")

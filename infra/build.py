@@ -18,6 +18,7 @@ from typing import Literal
 
 from infra.engine import Engine
 from infra.engine.build import BuildRequest, Step, StepLog, run_build
+from infra.engine.client import ImageInfo
 from infra.errors import EngineError, EngineUnavailableError
 from infra.plan import HASH_LABEL, PARENT_LABEL, Plan
 
@@ -71,8 +72,12 @@ class BuildOptions:
     args: Mapping[str, str] = field(default_factory=dict)
 
 
-def build_images(plan: Plan, engine: Engine, options: BuildOptions, only: set[str] | None = None) -> Iterator[Event]:
-    """Build the stale images of ``plan`` (or of ``only`` and what they need); yield events as they happen."""
+def build_images(plan: Plan, engine: Engine, options: BuildOptions, only: set[str] | None = None,
+                 known: Mapping[str, ImageInfo | None] | None = None) -> Iterator[Event]:
+    """Build the stale images of ``plan`` (or of ``only`` and what they need); yield events as they happen.
+
+    ``known`` holds images inspected when the plan was made, so up-to-date ones cost no docker call."""
+    known = known or {}
     wanted = _with_ancestors(plan, only) if only else set(plan.images)
     graph = {n: {p.target.parent} & wanted if p.target.parent else set() for n, p in plan.images.items() if n in wanted}
     sorter = TopologicalSorter(graph)
@@ -91,7 +96,7 @@ def build_images(plan: Plan, engine: Engine, options: BuildOptions, only: set[st
                                                error=f"parent {parent} did not build"))
                     sorter.done(name)
                 elif planned.up_to_date and not options.no_cache:
-                    yield Finished(_up_to_date(engine, name, plan))
+                    yield Finished(_up_to_date(engine, name, plan, known.get(planned.target.ref)))
                     sorter.done(name)
                 else:
                     yield Started(name)
@@ -121,9 +126,9 @@ def _with_ancestors(plan: Plan, only: set[str]) -> set[str]:
     return wanted
 
 
-def _up_to_date(engine: Engine, name: str, plan: Plan) -> ImageReport:
+def _up_to_date(engine: Engine, name: str, plan: Plan, inspected: ImageInfo | None) -> ImageReport:
     planned = plan.images[name]
-    inspected = engine.inspect_image(planned.target.ref)
+    inspected = inspected or engine.inspect_image(planned.target.ref)
     return ImageReport(name, planned.target.ref, "up to date", planned.content_hash,
                        size_bytes=inspected.size, image_id=inspected.id)
 
@@ -218,8 +223,8 @@ def build_stack(stack, request: BuildRequestSpec, engine: Engine | None = None) 
     if request.push:
         preflight(registry, engine.registry_logged_in(registry))
 
-    engine.inspect_images([stack.base_ref(mode), *(stack.image_ref(n) for n in names)])  # one docker call
-    for event in ensure_bases(stack, [mode], engine):
+    known = engine.inspect_images([stack.base_ref(mode), *(stack.image_ref(n) for n in names)])  # one docker call
+    for event in ensure_bases(stack, [mode], engine, known=known):
         yield event if isinstance(event, str) else f"base {event.ref}: {event.status}"
 
     layout = default_layout(stack, mode)
@@ -229,13 +234,13 @@ def build_stack(stack, request: BuildRequestSpec, engine: Engine | None = None) 
         yield f"rendered {len(written.written)} file(s) into {layout.out}"
 
     targets = targets_for_mode(stack, mode, out)
-    plan = plan_images(targets, lambda ref: engine.label_of(ref, HASH_LABEL))
+    plan = plan_images(targets, lambda ref: known[ref].labels.get(HASH_LABEL) if known.get(ref) else None)
     summary_dir = stack.workdir / "out"
     previous = load_previous(summary_dir, mode)
     options = BuildOptions(jobs=request.jobs, no_cache=request.no_cache, builder=request.builder, secrets=secrets)
     start = time.monotonic()
     reports: dict[str, ImageReport] = {}
-    for event in build_images(plan, engine, options, set(request.only) or None):
+    for event in build_images(plan, engine, options, set(request.only) or None, known):
         if isinstance(event, Finished):
             reports[event.report.name] = event.report
         yield event

@@ -102,7 +102,6 @@ class BuildRequest:
 def run_build(engine: Engine, request: BuildRequest, on_step: Callable[[Step], None] | None = None) -> StepLog:
     """Build and load one image; raise EngineError with the output's tail if it fails."""
     log = StepLog()
-    engine.forget(request.tag)
     with translate_errors(f"build of {request.tag}"):
         try:
             stream: Iterable[str] = engine.docker.buildx.build(

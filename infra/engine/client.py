@@ -62,7 +62,6 @@ class Engine:
     def __init__(self, host: str | None = None) -> None:
         self._host = host
         self._client: Any = None
-        self._images: dict[str, ImageInfo | None] = {}
 
     @property
     def docker(self) -> Any:
@@ -112,12 +111,10 @@ class Engine:
         return ["docker", *(["--host", self._host] if self._host else [])]
 
     def inspect_images(self, refs: Iterable[str]) -> dict[str, ImageInfo | None]:
-        """Inspect local images with one docker call; a missing one maps to None.
-
-        Results are remembered until ``forget(ref)``: the no-op build asks about
-        every image of a mode and should not pay a docker process for each.
-        """
-        wanted = [ref for ref in dict.fromkeys(refs) if ref not in self._images]
+        """Inspect local images with one docker call (the no-op build asks about every image of a
+        mode and should not pay a docker process for each); a missing one maps to None."""
+        wanted = list(dict.fromkeys(refs))
+        result: dict[str, ImageInfo | None] = dict.fromkeys(wanted)
         if wanted:
             if self.cli_path() is None:
                 raise EngineUnavailableError("docker image inspect: the docker command-line client is not installed",
@@ -133,20 +130,14 @@ class Engine:
             found = json.loads(proc.stdout or "[]") or []
             if proc.returncode != 0 and not found and "no such image" not in stderr.lower():
                 raise EngineError(f"docker image inspect failed: {stderr.strip()[-300:]}", command=cmd, stderr=stderr)
-            for ref in wanted:
-                self._images[ref] = None
             for item in found:
                 info = ImageInfo(id=item["Id"], size=int(item.get("Size") or 0),
                                  labels=dict((item.get("Config") or {}).get("Labels") or {}),
                                  repo_digests=list(item.get("RepoDigests") or []))
                 for ref in wanted:
                     if ref in (item.get("RepoTags") or []) or ref == item["Id"]:
-                        self._images[ref] = info
-        return {ref: self._images[ref] for ref in refs}
-
-    def forget(self, ref: str) -> None:
-        """``ref`` may point elsewhere now (built, tagged, imported): inspect it afresh next time."""
-        self._images.pop(ref, None)
+                        result[ref] = info
+        return result
 
     def image_exists(self, ref: str) -> bool:
         return self.inspect_images([ref])[ref] is not None
@@ -170,7 +161,6 @@ class Engine:
 
     def import_rootfs(self, archive: Path, ref: str, changes: list[str]) -> None:
         """`docker import` a root file system tarball as image ``ref``."""
-        self.forget(ref)
         with translate_errors(f"docker import {ref}"):
             self.docker.image.import_(str(archive), ref, changes=changes)
 
@@ -186,12 +176,10 @@ class Engine:
                                      "--config buildkit/buildkitd.toml (or point it at a remote BuildKit)")
 
     def tag(self, ref: str, new_ref: str) -> None:
-        self.forget(new_ref)
         with translate_errors(f"docker tag {ref} {new_ref}"):
             self.docker.image.tag(ref, new_ref)
 
     def push(self, ref: str) -> None:
-        self.forget(ref)
         with translate_errors(f"docker push {ref}"):
             self.docker.image.push(ref, quiet=True)
 
