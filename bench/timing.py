@@ -22,13 +22,19 @@ def time_process(cmd: Sequence[str], runs: int, cwd: Path | None = None, warmup:
     return out
 
 
-def print_table(rows: list[tuple[str, list[float], float | None]], baseline: list[float] | None = None) -> None:
-    """One row per measurement: median, spread, the goal, and the ratio to the baseline's median."""
-    base = statistics.median(baseline) if baseline else None
-    print(f"{'measurement':42} {'median':>9} {'min':>9} {'max':>9} {'goal':>8} {'x baseline':>11}")
-    for name, samples, goal in rows:
+def print_table(rows: list[tuple], baseline: list[float] | None = None) -> None:
+    """One row per measurement: median, spread, the goal, and the ratio to a baseline's median.
+
+    A row is (name, samples, goal) measured against ``baseline``, or
+    (name, samples, goal, own_baseline) to compare it with a baseline of its own.
+    """
+    print(f"{'measurement':48} {'median':>9} {'min':>9} {'max':>9} {'goal':>8} {'x baseline':>11}")
+    for row in rows:
+        name, samples, goal = row[:3]
+        reference = row[3] if len(row) > 3 else baseline
+        base = statistics.median(reference) if reference else None
         med = statistics.median(samples)
         ratio = f"{med / base:10.2f}x" if base else ""
         goal_text = f"<{goal:.2f}s" if goal else ""
         verdict = "" if goal is None else ("  ok" if med < goal else "  MISSED")
-        print(f"{name:42} {med:8.3f}s {min(samples):8.3f}s {max(samples):8.3f}s {goal_text:>8} {ratio:>11}{verdict}")
+        print(f"{name:48} {med:8.3f}s {min(samples):8.3f}s {max(samples):8.3f}s {goal_text:>8} {ratio:>11}{verdict}")

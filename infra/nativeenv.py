@@ -1,7 +1,10 @@
 """The native environment: the host virtualenv whose torch the stage containers mount.
 
-Inspection reads files only (pyvenv.cfg and the dist-info folders), so it costs
-milliseconds and never imports torch.
+Inspection reads files only (pyvenv.cfg, the dist-info folders and their WHEEL
+tags, torch/version.py), so it costs milliseconds and never imports torch. The
+compatibility check compares those facts with what a probe found in an image:
+the Python minor version, OS and architecture, glibc, and distributions
+installed on both sides at different versions.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from pathlib import Path
 
 from infra.errors import BadInputError
 
-CREATE_HINT = "create it with `python3 -m venv .venv-ml && .venv-ml/bin/pip install 'infra[ml]'`"
+CREATE_HINT = "create it with `infra env create`"
+# Packaging tools live in every venv at whatever version; they are never imported by a stage.
+TOOLING = frozenset({"pip", "setuptools", "wheel"})
+ARCH_RE = re.compile(r"(x86_64|aarch64|arm64|amd64|i686|ppc64le|s390x|armv7l|universal2|win32)$")
+MANYLINUX_ALIASES = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
 
 def canonical_name(name: str) -> str:
@@ -42,6 +49,60 @@ class NativeEnv:
         return self.distributions.get("torch")
 
     @property
+    def torch_cuda(self) -> str | None:
+        """The CUDA version torch was built for (None: a CPU build), read from torch/version.py."""
+        try:
+            text = (self.site_packages / "torch" / "version.py").read_text()
+        except OSError:
+            return None
+        match = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+        return match.group(1) if match else None
+
+    @cached_property
+    def wheel_tags(self) -> dict[str, list[str]]:
+        """Platform tags of each installed binary wheel: distribution -> tags (from dist-info/WHEEL)."""
+        found: dict[str, list[str]] = {}
+        for wheel in self.site_packages.glob("*.dist-info/WHEEL"):
+            tags = [line.split(":", 1)[1].strip().rsplit("-", 1)[-1]
+                    for line in wheel.read_text(errors="replace").splitlines() if line.startswith("Tag:")]
+            binary = [t for t in tags if t != "any"]
+            if binary:
+                found[canonical_name(wheel.parent.name.split("-", 1)[0])] = binary
+        return found
+
+    @property
+    def platforms(self) -> set[str]:
+        """'linux', 'macos' or 'windows' for every OS some installed wheel was built for."""
+        kinds = set()
+        for tags in self.wheel_tags.values():
+            for tag in tags:
+                kinds.add("macos" if tag.startswith("macosx") else "windows" if tag.startswith("win") else "linux")
+        return kinds
+
+    @property
+    def architectures(self) -> set[str]:
+        arches = set()
+        for tags in self.wheel_tags.values():
+            for tag in tags:
+                match = ARCH_RE.search(tag)
+                if match and match.group(1) != "universal2":
+                    arches.add({"amd64": "x86_64", "arm64": "aarch64", "win32": "i686"}.get(match.group(1), match.group(1)))
+        return arches
+
+    def glibc_required(self, host_glibc: tuple[int, int] | None = None) -> tuple[tuple[int, int], str]:
+        """The newest glibc some wheel needs, and which distribution needs it.
+
+        A wheel with several tags works where any of them does (its oldest glibc);
+        a wheel built on this machine (plain linux tag) needs the host's glibc.
+        """
+        needed, who = (0, 0), ""
+        for dist, tags in self.wheel_tags.items():
+            versions = [v for v in (_glibc_of(t, host_glibc) for t in tags) if v is not None]
+            if versions and min(versions) > needed:
+                needed, who = min(versions), dist
+        return needed, who
+
+    @property
     def python_minor(self) -> str:
         return ".".join(self.python.split(".")[:2])
 
@@ -68,3 +129,114 @@ def inspect_env(path: Path) -> NativeEnv:
     minor = ".".join(python.split(".")[:2])
     site = next((c for c in candidates if c.parent.name == f"python{minor}"), candidates[0])
     return NativeEnv(path=path, python=python, site_packages=site)
+
+
+def _glibc_of(tag: str, host_glibc: tuple[int, int] | None) -> tuple[int, int] | None:
+    match = re.match(r"manylinux_(\d+)_(\d+)_", tag)
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    for alias, version in MANYLINUX_ALIASES.items():
+        if tag.startswith(alias + "_"):
+            return version
+    if tag.startswith("linux_"):
+        return host_glibc or (0, 0)
+    return None
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What a probe run inside an image found (see Engine.probe_image)."""
+
+    ref: str
+    image_id: str
+    python: str                       # 3.11.2
+    machine: str                      # x86_64
+    glibc: tuple[int, int]            # (2, 36)
+    distributions: dict[str, str]     # canonical name -> version
+
+    @property
+    def python_minor(self) -> str:
+        return ".".join(self.python.split(".")[:2])
+
+
+def check_compatible(env: NativeEnv, image: ImageFacts, host_glibc: tuple[int, int] | None = None) -> list[str]:
+    """Every reason the image cannot load the env's packages; empty when it can."""
+    problems = []
+    if env.python_minor != image.python_minor:
+        problems.append(f"Python {image.python_minor} in the image, {env.python_minor} in the environment "
+                        f"(compiled packages are built for one minor version)")
+    foreign = env.platforms - {"linux"}
+    if foreign:
+        problems.append(f"the environment holds {'/'.join(sorted(foreign))} packages; a Linux container cannot load them")
+    arches = env.architectures - {image.machine}
+    if arches:
+        problems.append(f"the environment holds {'/'.join(sorted(arches))} packages; the image is {image.machine}")
+    needed, who = env.glibc_required(host_glibc)
+    if needed > image.glibc:
+        problems.append(f"{who} needs glibc {needed[0]}.{needed[1]}; the image has {image.glibc[0]}.{image.glibc[1]}")
+    clashes = sorted(
+        f"{name} {image.distributions[name]} (image) vs {version} (environment)"
+        for name, version in env.distributions.items()
+        if name in image.distributions and name not in TOOLING and image.distributions[name] != version
+    )
+    if clashes:
+        problems.append("installed in both at different versions: " + ", ".join(clashes))
+    return problems
+
+
+def refusal(env: NativeEnv, image: ImageFacts, problems: list[str]) -> BadInputError:
+    """One error for every problem, with the two ways out."""
+    return BadInputError(
+        f"{image.ref} cannot load the native environment {env.path}: " + "; ".join(problems),
+        hint="rebuild the image to match the environment (python and packages in infra.yaml, then `infra build`), "
+             "or set native_env.torch: baked so the image carries its own packages",
+    )
+
+
+PROBE = (
+    "import importlib.metadata as m, json, platform, sys\n"
+    "dists = {d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}\n"
+    "print(json.dumps({'python': platform.python_version(), 'machine': platform.machine(),\n"
+    "                  'libc': platform.libc_ver(), 'dists': dists}))\n"
+)
+
+
+def probe_image(engine, ref: str, cache_dir: Path | None = None) -> ImageFacts:  # noqa: ANN001 - Engine
+    """Facts about an image from a probe container; cached by image id, which fixes its content."""
+    import json
+
+    image_id = engine.inspect_image(ref).id
+    cached = cache_dir / f"{image_id.removeprefix('sha256:')}.json" if cache_dir else None
+    if cached is not None and cached.is_file():
+        raw = json.loads(cached.read_text())
+    else:
+        raw = json.loads(engine.run_python(ref, PROBE).strip().splitlines()[-1])
+        if cached is not None:
+            from infra.atomicfile import write_text_atomic
+
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(cached, json.dumps(raw, sort_keys=True))
+    libc = raw.get("libc") or ["", ""]
+    match = re.match(r"(\d+)\.(\d+)", libc[1] or "")
+    return ImageFacts(
+        ref=ref, image_id=image_id, python=raw["python"], machine=raw["machine"],
+        glibc=(int(match.group(1)), int(match.group(2))) if libc[0] == "glibc" and match else (0, 0),
+        distributions={canonical_name(k): v for k, v in raw["dists"].items()},
+    )
+
+
+def host_glibc() -> tuple[int, int] | None:
+    import platform
+
+    name, version = platform.libc_ver()
+    match = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2))) if name == "glibc" and match else None
+
+
+def check_mount(engine, env: NativeEnv, refs: list[str], cache_dir: Path | None = None) -> None:  # noqa: ANN001
+    """Refuse (BadInputError) unless every image in ``refs`` can load the env; run before any container starts."""
+    for ref in refs:
+        facts = probe_image(engine, ref, cache_dir)
+        problems = check_compatible(env, facts, host_glibc())
+        if problems:
+            raise refusal(env, facts, problems)

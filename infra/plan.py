@@ -32,6 +32,7 @@ class BuildTarget:
     parent: str | None = None                # another target, wired as a named context of this name
     base: str | None = None                  # the image a root target starts FROM
     local_contexts: Mapping[str, Path] = field(default_factory=dict)   # other named contexts (e.g. stages)
+    context_globs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # the files a named context gives
     args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -107,8 +108,12 @@ def context_files(context: Path) -> list[str]:
     return sorted(found)
 
 
-def _hash_tree(digest: hashlib._Hash, label: str, root: Path) -> None:
+def _hash_tree(digest: hashlib._Hash, label: str, root: Path, globs: tuple[str, ...] = ()) -> None:
+    from fnmatch import fnmatch
+
     for rel in context_files(root):
+        if globs and not any(fnmatch(rel, g) for g in globs):
+            continue
         path = root / rel
         digest.update(f"{label}:{rel}:{'x' if os.access(path, os.X_OK) else '-'}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -119,7 +124,7 @@ def content_hash(target: BuildTarget, parent_hash: str | None) -> str:
     digest.update(b"dockerfile\0" + target.dockerfile.read_bytes() + b"\0")
     _hash_tree(digest, "context", target.context)
     for name, path in sorted(target.local_contexts.items()):
-        _hash_tree(digest, f"named:{name}", path)
+        _hash_tree(digest, f"named:{name}", path, target.context_globs.get(name, ()))
     for key, value in sorted({**target.args, **{f"label:{k}": v for k, v in target.labels.items()}}.items()):
         digest.update(f"arg:{key}={value}\0".encode())
     digest.update(f"base:{target.base or ''}\0parent:{parent_hash or ''}\0".encode())
@@ -159,7 +164,7 @@ def plan_images(targets: Mapping[str, BuildTarget], existing_hash: callable) -> 
 def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # noqa: ANN001 - Stack
     """The build targets of ``mode`` whose Dockerfiles were rendered into ``out``."""
     from infra.render import paths
-    from infra.render.dockerfile import stage_images, wheelhouse_images
+    from infra.render.dockerfile import stage_images, stage_sources, wheelhouse_images
 
     stages_dir = _stages_dir()
     with_code = stage_images(stack, mode)
@@ -179,6 +184,7 @@ def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # 
                 **({paths.STAGES_CONTEXT: stages_dir} if name in with_code else {}),
                 **({paths.WHEELHOUSE_CONTEXT: stack.workdir / wheelhouse} if wheelhouse and name in with_wheels else {}),
             },
+            context_globs={paths.STAGES_CONTEXT: stage_sources(stack, mode, name)} if name in with_code else {},
         )
     return targets
 

@@ -164,6 +164,11 @@ class Engine:
         with translate_errors(f"docker import {ref}"):
             self.docker.image.import_(str(archive), ref, changes=changes)
 
+    def run_python(self, ref: str, code: str) -> str:
+        """Run ``python3 -c code`` in a throw-away container of ``ref`` (no network, no mounts); its stdout."""
+        with translate_errors(f"probe of {ref}"):
+            return str(self.docker.run(ref, ["-c", code], entrypoint="python3", remove=True, networks=["none"]))
+
     def check_builder(self, name: str) -> None:
         """BadInputError unless buildx knows a builder of that name."""
         from infra.errors import BadInputError

@@ -60,7 +60,7 @@ class DockerfileSpec:
     user_name: str
     home: str
     files: tuple[tuple[str, str], ...]           # (path in the image folder, path in the image)
-    stage_code: bool
+    stage_code: tuple[str, ...]                  # sources from the stages context: shared modules and its stages'
     stages_context: str
     stages_dir: str
     entrypoint: tuple[str, ...]
@@ -80,6 +80,13 @@ def wheelhouse_images(stack: Stack, mode: Mode) -> set[str]:
     if env.torch != "baked" or env.wheelhouse is None:
         return set()
     return {n for n in stack.images_for_mode(mode) if stack.images[n].torch or stack.images[n].torch_pip}
+
+
+def stage_sources(stack: Stack, mode: Mode, name: str) -> tuple[str, ...]:
+    """What image ``name`` copies from the stages package: the shared modules and one module per stage
+    it runs, so a change to one stage's code rebuilds only the image that runs it."""
+    own = sorted(f"{stage}.py" for stage, spec in stack.spec.stages.items() if spec.image == name)
+    return (*paths.STAGES_SHARED, *own) if own and name in stage_images(stack, mode) else ()
 
 
 def stage_images(stack: Stack, mode: Mode) -> set[str]:
@@ -135,7 +142,7 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
         user_name=paths.USER_NAME,
         home=f"/home/{paths.USER_NAME}",
         files=tuple((rel, f"{paths.INFRA_HOME}/{name}/{rel}") for rel in image.files),
-        stage_code=name in stage_images(stack, mode),
+        stage_code=stage_sources(stack, mode, name),
         stages_context=paths.STAGES_CONTEXT,
         stages_dir=f"{paths.STAGES_DIR}/",
         entrypoint=("/usr/bin/tini", "--") if has_tini else (),

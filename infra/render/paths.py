@@ -39,6 +39,10 @@ CA_IN_CONTAINER = f"/run/secrets/{CA_SECRET}"
 
 # Build contexts that are not images: an image may not take these names.
 STAGES_CONTEXT = "stages"
+# What every stage image takes from the stages package besides the modules of its own stages
+# (stages/<stage>.py): the package marker, the shared helpers (_*.py) and the worker. Wildcards,
+# so a helper that does not exist yet is no error.
+STAGES_SHARED = ("__init__.py", "_*.py", "worker.py*")
 WHEELHOUSE_CONTEXT = "wheelhouse"
 WHEELHOUSE_DIR = "/opt/infra/wheelhouse"      # bind-mounted for one RUN, never a layer
 RESERVED_NAMES = frozenset({STAGES_CONTEXT, WHEELHOUSE_CONTEXT, "scratch"})

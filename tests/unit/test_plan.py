@@ -106,3 +106,22 @@ def test_summary_keeps_the_previous_one(tmp_path: Path) -> None:
     assert previous["images"][0]["seconds"] == 10
     (tmp_path / "build-summary.json").write_text("{broken")
     assert load_previous(tmp_path, "docker-cpu") == {}
+
+
+def test_a_stage_module_change_touches_only_the_image_that_copies_it(tmp_path: Path) -> None:
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    for name in ("__init__.py", "_jobio.py", "asr.py", "mux.py"):
+        (stages / name).write_text(f"# {name}\n")
+    shared = ("__init__.py", "_*.py", "worker.py*")
+    targets = {}
+    for name, module in (("asr", "asr.py"), ("ffmpeg", "mux.py")):
+        base = make_target(tmp_path, name)
+        targets[name] = BuildTarget(**{**base.__dict__, "local_contexts": {"stages": stages},
+                                       "context_globs": {"stages": (*shared, module)}})
+    before = {n: content_hash(t, None) for n, t in targets.items()}
+    (stages / "asr.py").write_text("# changed\n")
+    after = {n: content_hash(t, None) for n, t in targets.items()}
+    assert after["asr"] != before["asr"] and after["ffmpeg"] == before["ffmpeg"]
+    (stages / "_jobio.py").write_text("# shared change\n")
+    assert all(content_hash(t, None) != after[n] for n, t in targets.items())
