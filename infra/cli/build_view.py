@@ -101,7 +101,8 @@ class BuildView:
             slowest = f"{short_step(r.slowest_step)} ({r.slowest_seconds:.1f} s)" if r.slowest_step else ""
             table.add_row(
                 r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]",
-                f"{r.seconds:.1f} s{_delta(r.seconds, before.get('seconds'), ' s')}" if r.seconds else "-",
+                f"{r.seconds:.1f} s{_delta(r.seconds, before.get('seconds') if before.get('status') == 'built' else None, ' s')}"
+                if r.seconds else "-",
                 f"{r.steps_executed}/{r.steps_cached}" if r.status == "built" else "",
                 escape(slowest),
                 f"{_mb(r.size_bytes)}{_delta(r.size_bytes, before.get('size_bytes'), ' MB', 1e6)}" if r.size_bytes else "-",

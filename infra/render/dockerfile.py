@@ -83,9 +83,10 @@ def wheelhouse_images(stack: Stack, mode: Mode) -> set[str]:
 
 
 def stage_sources(stack: Stack, mode: Mode, name: str) -> tuple[str, ...]:
-    """What image ``name`` copies from the stages package: the shared modules and one module per stage
-    it runs, so a change to one stage's code rebuilds only the image that runs it."""
-    own = sorted(f"{stage}.py" for stage, spec in stack.spec.stages.items() if spec.image == name)
+    """What image ``name`` copies from the stages package: the shared modules and the module of each
+    stage it runs (if the stage has one: a stage's command need not be a module of the package), so a
+    change to one stage's code rebuilds only the image that runs it."""
+    own = sorted(f"{stage}.py*" for stage, spec in stack.spec.stages.items() if spec.image == name)
     return (*paths.STAGES_SHARED, *own) if own and name in stage_images(stack, mode) else ()
 
 

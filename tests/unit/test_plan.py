@@ -115,7 +115,7 @@ def test_a_stage_module_change_touches_only_the_image_that_copies_it(tmp_path: P
         (stages / name).write_text(f"# {name}\n")
     shared = ("__init__.py", "_*.py", "worker.py*")
     targets = {}
-    for name, module in (("asr", "asr.py"), ("ffmpeg", "mux.py")):
+    for name, module in (("asr", "asr.py*"), ("ffmpeg", "mux.py*")):
         base = make_target(tmp_path, name)
         targets[name] = BuildTarget(**{**base.__dict__, "local_contexts": {"stages": stages},
                                        "context_globs": {"stages": (*shared, module)}})

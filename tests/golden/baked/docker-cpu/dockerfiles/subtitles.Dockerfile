@@ -16,4 +16,4 @@ LABEL \
 
 USER 10001:10001
 
-COPY --from=stages --chown=0:0 ["__init__.py", "_*.py", "worker.py*", "subtitles.py", "/opt/infra/stages/"]
+COPY --from=stages --chown=0:0 ["__init__.py", "_*.py", "worker.py*", "subtitles.py*", "/opt/infra/stages/"]
