@@ -113,7 +113,29 @@ class NativeEnvSpec(Strict):
 class SecretsSpec(Strict):
     hf_token_env: str = Field("HF_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                               description="Environment variable that holds the Hugging Face token")
+    file: str = Field("config/secrets.json",
+                      description="Secrets file under the workspace (JSON object or KEY=VALUE lines); "
+                                  "the token's key may be in any casing")
     ca_bundle: str | None = Field(None, description="Path of a CA bundle for TLS-intercepting proxies")
+
+    @field_validator("file")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/") or not v.strip():
+            raise ValueError(f"'{v}' must be a path inside the workspace")
+        return v
+
+
+class HardwareSpec(Strict):
+    cache_ttl_s: int = Field(3600, ge=0, le=7 * 24 * 3600,
+                             description="Seconds the hardware cache stays valid (env INFRA_HW_CACHE_TTL overrides)")
+
+
+class WorkspaceSpec(Strict):
+    """The folders under the workdir (in/, out/, logs/, jobs/, config/, shared-model-and-cache/)."""
+
+    owner_uid: int = Field(1000, ge=0, description="Owner of the workspace folders: the stage containers' non-root user")
+    owner_gid: int = Field(1000, ge=0, description="Group of the workspace folders")
 
 
 class StageSpec(Strict):
@@ -152,6 +174,8 @@ class ProjectSpec(Strict):
     output_dir: str = Field(".infra/out", description="Where rendered files go, per mode")
     native_env: NativeEnvSpec = Field(default_factory=NativeEnvSpec)
     secrets: SecretsSpec = Field(default_factory=SecretsSpec)
+    hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+    workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
     bases: dict[str, BaseSpec] = Field(min_length=1)
     modes: dict[Mode, ModeSpec] = Field(min_length=1)
     stages: dict[str, StageSpec] = Field(default_factory=dict)
