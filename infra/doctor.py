@@ -6,9 +6,7 @@ that says how to fix it.
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +15,10 @@ from typing import Literal
 from infra.config import Stack
 from infra.engine import Engine
 from infra.errors import EngineError, EngineUnavailableError, InfraError
+from infra.hardware.detect import tool_version
+from infra.hardware.snapshot import ToolInfo
 from infra.nativeenv import inspect_env
+from infra.versions import version_tuple
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -38,11 +39,6 @@ class Check:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
-    return tuple(int(g) for g in match.groups() if g is not None) if match else ()
 
 
 def run_checks(stack: Stack | None, engine: Engine | None = None) -> Iterator[Check]:
@@ -67,7 +63,7 @@ def _engine_checks(engine: Engine) -> Iterator[Check]:
     except EngineError as exc:
         yield Check("engine", "fail", exc.message, "see `docker version`")
         return
-    major = _version_tuple(versions.server)[:1]
+    major = version_tuple(versions.server)[:1]
     if major and major[0] >= MIN_ENGINE_MAJOR:
         yield Check("engine", "ok", f"Docker Engine {versions.server} (API {versions.api}, client {versions.client})")
     else:
@@ -90,7 +86,7 @@ def _engine_checks(engine: Engine) -> Iterator[Check]:
         except EngineError as exc:
             yield Check(name, "fail", exc.message, hint)
             continue
-        found = _version_tuple(text.split(" ", 1)[-1])
+        found = version_tuple(text.split(" ", 1)[-1])
         shown = ".".join(map(str, found)) or text
         status: Status = "ok" if found and found >= minimum else "fail"
         yield Check(name, status, f"{name} {shown}", "" if status == "ok" else hint)
@@ -118,18 +114,24 @@ def _registry_check(stack: Stack | None, engine: Engine) -> Check:
 
 
 def _ffmpeg_check() -> Check:
-    path = shutil.which("ffmpeg")
-    if path is None:
-        return Check("ffmpeg", "fail", "not found on PATH", "apt-get install ffmpeg (or brew install ffmpeg)")
-    try:
-        out = subprocess.run([path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        return Check("ffmpeg", "fail", f"{path} does not run: {exc}", "reinstall ffmpeg")
-    found = _version_tuple(out.splitlines()[0] if out else "")
-    if found and found[0] >= MIN_FFMPEG_MAJOR:
-        return Check("ffmpeg", "ok", f"ffmpeg {'.'.join(map(str, found))} ({path})")
-    return Check("ffmpeg", "fail", f"ffmpeg {out.splitlines()[0] if out else '?'} is older than {MIN_FFMPEG_MAJOR}",
-                 "install ffmpeg 4 or newer")
+    return ffmpeg_check(tool_version("ffmpeg"))
+
+
+def ffmpeg_check(ffmpeg: ToolInfo) -> Check:
+    """ffmpeg present and at least MIN_FFMPEG_MAJOR, judged from `ffmpeg -version` as detection read it."""
+    hint = "apt-get install ffmpeg (or brew install ffmpeg)"
+    if ffmpeg.path is None:
+        return Check("ffmpeg", "fail", "not found on PATH", hint)
+    if ffmpeg.version is None:
+        return Check("ffmpeg", "fail", f"{ffmpeg.path} does not run", "reinstall ffmpeg")
+    found = version_tuple(ffmpeg.version)
+    if not found:
+        return Check("ffmpeg", "warn", f"ffmpeg {ffmpeg.version} ({ffmpeg.path}): cannot tell its version",
+                     f"make sure it is ffmpeg {MIN_FFMPEG_MAJOR} or newer")
+    if found[0] >= MIN_FFMPEG_MAJOR:
+        return Check("ffmpeg", "ok", f"ffmpeg {ffmpeg.version} ({ffmpeg.path})")
+    return Check("ffmpeg", "fail", f"ffmpeg {ffmpeg.version} is older than {MIN_FFMPEG_MAJOR}",
+                 f"install ffmpeg {MIN_FFMPEG_MAJOR} or newer: {hint}")
 
 
 def _native_env_check(stack: Stack) -> Check:

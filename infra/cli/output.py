@@ -37,3 +37,17 @@ def print_error(exc: InfraError) -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def print_rows(headers: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    """A plain table on stdout; cells are shown as text, never as rich markup."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title=title,
+                  title_justify="left", title_style="bold")
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*(escape("" if cell is None else str(cell)) for cell in row))
+    stdout_console().print(table)
