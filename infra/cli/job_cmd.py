@@ -1,0 +1,101 @@
+"""`infra job`: prepare a job from a media file, list the jobs, show one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Prepare jobs and find them again.", no_args_is_help=True)
+
+
+@app.command("prepare")
+def prepare(
+    media: Annotated[str, typer.Argument(help="The film or audio file.", show_default=False)],
+    start: Annotated[Optional[str], typer.Option("--start", help="Cut a clip from here (HH:MM:SS); needs --end.")] = None,
+    end: Annotated[Optional[str], typer.Option("--end", help="End of the clip (HH:MM:SS).")] = None,
+    workflow: Annotated[str, typer.Option("--workflow", help="transcribe or subtitles.")] = "subtitles",
+    mode: Annotated[Optional[str], typer.Option("--mode", help="native, docker-cpu or docker-gpu (default: recommended).")] = None,
+    language: Annotated[Optional[str], typer.Option("--language", help="Spoken language code, e.g. hi or en (default: detect).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="A label for the job.")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print job.json.")] = False,
+) -> None:
+    """Check MEDIA with ffprobe, claim a job id, make the job directory (and clip) and write job.json."""
+    from infra.cli.app import load
+    from infra.errors import BadInputError
+    from infra.jobs import JobRequest, check_request, prepare_job
+    from infra.media import MediaProbe
+
+    if mode is not None and mode not in ("native", "docker-cpu", "docker-gpu"):
+        raise BadInputError(f"--mode {mode!r} is not a mode (native, docker-cpu, docker-gpu)")
+    checked = check_request(JobRequest(media=Path(media), start=start, end=end, workflow=workflow, mode=mode,
+                                       language=language, name=name, user=user))
+    probe = MediaProbe(Path(media))       # ffprobe reads the file while the spec and the cache load
+    job = prepare_job(load(), checked, probe=probe)
+    data = job.data
+    if data["hardware_cache"]["warning"]:
+        typer.echo(f"warning: {data['hardware_cache']['warning']}", err=True)
+    for warning in data["recommendation"]["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    if json_out:
+        from infra.cli.output import print_json
+
+        print_json(data)
+        return
+    cfg = data["config"]
+    typer.echo(f"{job.job_id}  {job.path}")
+    typer.echo(f"  {data['workflow']}, mode {cfg['mode']}, whisper {cfg['whisper_model']} {cfg['compute_type']} "
+               f"batch {cfg['batch_size']}, {data['input']['duration_s']:.1f} s of media")
+
+
+@app.command("list")
+def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False) -> None:
+    """The jobs of this workspace, oldest first."""
+    from infra.cli.app import load
+    from infra.cli.output import print_json, print_rows
+    from infra.jobs import list_jobs
+    from infra.workspace import Workspace
+
+    rows = list_jobs(Workspace(load().workdir))
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no jobs yet: `infra job prepare MEDIA` makes one")
+        return
+    print_rows(["id", "user", "status", "workflow", "mode", "media", "duration", "name"],
+               [[r["id"], r.get("user"), r["status"], r.get("workflow"), r.get("mode"), r.get("media"),
+                 f"{r['duration_s']:.1f} s" if r.get("duration_s") is not None else "", r.get("name") or ""]
+                for r in rows])
+
+
+@app.command("show")
+def show(
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="A job id, YYYYMMDD-NNNN.", show_default=False)],
+    json_out: Annotated[bool, typer.Option("--json", help="Print job.json as it is.")] = False,
+) -> None:
+    """One job: its media, configuration, hardware, recommendation and stages."""
+    from infra.cli.app import load
+    from infra.cli.output import print_json, print_rows
+    from infra.jobs import job_dir_of, read_job
+    from infra.workspace import Workspace
+
+    ws = Workspace(load().workdir)
+    data = read_job(ws, job_id)
+    if json_out:
+        print_json(data)
+        return
+    media, cfg, inp = data["media"], data["config"], data["input"]
+    print_rows(["field", "value"], [
+        ["id", data["id"]], ["status", data["status"]], ["user", data["user"]], ["name", data.get("name") or ""],
+        ["created", data["created"]], ["dir", str(job_dir_of(ws, job_id))], ["workflow", data["workflow"]],
+        ["media", f"{media['path']} ({media['format']}, {media['duration_s']:.1f} s)"],
+        ["input", f"{inp['file']} ({inp['start_s']:.1f}-{inp['end_s']:.1f} s)"],
+        ["mode", cfg["mode"]], ["language", cfg["language"] or "detect"],
+        ["whisper", f"{cfg['whisper_model']} {cfg['compute_type']}, batch {cfg['batch_size']}, "
+                    f"chunk {cfg['chunk_length_s']} s, up to {cfg['max_speakers']} speakers"],
+        ["hardware", f"{data['hardware']['gpu_class']}: {data['hardware']['gpu_class_reason']}"],
+        ["stages", ", ".join(f"{s['name']} ({s['device']}, {s['status']})" for s in data["stages"])],
+    ])
