@@ -64,10 +64,15 @@ def modes_arg(stack: "Stack", modes: Optional[list[str]]) -> list:  # noqa: F821
     return list(modes) if modes else defined
 
 
-from infra.cli import base_cmd, build_cmd, config_cmd, doctor_cmd, render_cmd  # noqa: E402  (registers the commands)
+from infra.cli import (  # noqa: E402  (registers the commands)
+    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, hw_cmd, job_cmd, render_cmd,
+)
 
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("base")(base_cmd.base)
 app.command("render")(render_cmd.render)
 app.command("build")(build_cmd.build)
+app.add_typer(hw_cmd.app, name="hw")
+app.command("bootstrap")(bootstrap_cmd.bootstrap)
+app.add_typer(job_cmd.app, name="job")

@@ -10,7 +10,7 @@ import typer
 def doctor(json_out: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False) -> None:
     """Check the engine, BuildKit, buildx, compose, swarm, registry, ffmpeg, native env and disk."""
     from infra.cli.app import load
-    from infra.cli.output import print_json, stdout_console
+    from infra.cli.output import print_checks, print_json
     from infra.doctor import Check, run_checks
     from infra.errors import ConfigError
 
@@ -23,23 +23,11 @@ def doctor(json_out: Annotated[bool, typer.Option("--json", help="Print the chec
         checks.append(Check("spec", "fail", exc.problems[0] + (f" (+{len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""),
                             "`infra config validate` lists every problem"))
 
-    console = None if json_out else stdout_console()
     for check in run_checks(stack):
         checks.append(check)
     if json_out:
         print_json([c.as_dict() for c in checks])
     else:
-        from rich.markup import escape
-        from rich.table import Table
-
-        marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]fail[/]"}
-        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        table.add_column("check")
-        table.add_column("status")
-        table.add_column("detail")
-        for c in checks:
-            detail = escape(c.detail) + (f"\n[dim]fix: {escape(c.hint)}[/]" if c.hint else "")
-            table.add_row(c.name, marks[c.status], detail)
-        console.print(table)
+        print_checks(checks)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)

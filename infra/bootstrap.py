@@ -1,0 +1,130 @@
+"""`infra bootstrap`: the one-time setup of a workspace, safe to run again.
+
+It creates the workspace folders (owned by the containers' non-root user),
+checks FFmpeg, writes the hardware cache, and fetches the models the
+recommendation needs into shared-model-and-cache/, several at once. A model
+that cannot be fetched (no network, no token for a gated one) is reported and
+the rest carries on. Yields a Check per step and the fetchers' progress events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from infra.doctor import Check, ffmpeg_check
+from infra.weights import DIARIZATION_MODEL, FetchEvent, HubToken, fetch_models, whisper_model
+from infra.workspace import Workspace
+
+if TYPE_CHECKING:
+    from infra.config import Stack
+    from infra.hardware.recommend import Recommendation
+
+BootstrapEvent = Union[Check, FetchEvent]
+
+
+def read_hf_token(stack: Stack, environ: Mapping[str, str] | None = None) -> HubToken | None:
+    """The Hugging Face token from the environment, else from the secrets file (the key in any casing)."""
+    environ = os.environ if environ is None else environ
+    name = stack.spec.secrets.hf_token_env
+    if environ.get(name, "").strip():
+        return HubToken(environ[name].strip(), f"environment variable {name}")
+    path = stack.workdir / stack.spec.secrets.file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    values: dict[str, object] = {}
+    try:
+        loaded = json.loads(text)
+        values = loaded if isinstance(loaded, dict) else {}
+    except ValueError:
+        for line in text.splitlines():
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
+            if sep and not key.startswith("#"):
+                values[key.strip()] = value.strip().strip("'\"")
+    for key, value in values.items():
+        if key.lower() == name.lower() and isinstance(value, str) and value.strip():
+            return HubToken(value.strip(), f"{stack.spec.secrets.file} ({key})")
+    return None
+
+
+def needed_models(rec: Recommendation) -> list[str]:
+    return [whisper_model(rec.whisper_model), DIARIZATION_MODEL]
+
+
+def make_workspace(ws: Workspace, uid: int, gid: int) -> Check:
+    created = [p.name for p in ws.folders() if not p.is_dir()]
+    try:
+        for folder in ws.folders():
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return Check("workspace", "fail", f"cannot create {exc.filename}: {exc.strerror}",
+                     "run from a folder you can write to, or fix its permissions")
+    made = f"created {', '.join(created)}" if created else "all folders present"
+    owner = give_to_owner(ws.folders(), uid, gid)
+    return Check("workspace", "ok" if owner is None else "warn", f"{ws.root}: {made}; "
+                 + (f"owned by {uid}:{gid}" if owner is None else owner),
+                 "" if owner is None else f"run `sudo infra bootstrap`, or set workspace.owner_uid to {os.geteuid()}")
+
+
+def give_to_owner(paths: list[Path], uid: int, gid: int) -> str | None:
+    """chown the paths (recursively) to uid:gid when running as root; None when they are owned right."""
+    if not hasattr(os, "geteuid"):
+        return None
+    if os.geteuid() != 0:
+        wrong = [p for p in paths if p.exists() and p.stat().st_uid != uid]
+        return f"owned by uid {os.geteuid()}, not {uid}: containers may not write here" if wrong else None
+    for path in paths:
+        for root, dirs, files in os.walk(path):
+            for name in (root, *(os.path.join(root, n) for n in dirs + files)):
+                os.chown(name, uid, gid, follow_symlinks=False)
+    return None
+
+
+def run_bootstrap(stack: Stack, extra_models: list[str] | None = None, fetch: bool = True,
+                  environ: Mapping[str, str] | None = None) -> Iterator[BootstrapEvent]:
+    from infra.hardware.cache import stack_hardware
+    from infra.hardware.recommend import recommend
+
+    ws = Workspace(stack.workdir)
+    uid, gid = stack.spec.workspace.owner_uid, stack.spec.workspace.owner_gid
+    step = make_workspace(ws, uid, gid)
+    yield step
+    if step.status == "fail":
+        return
+    state = stack_hardware(stack, refresh=True)
+    hw = state.snapshot
+    yield Check("hardware", "ok", f"{hw.gpu_class}; {hw.cpu.physical_cores} cores, {hw.memory.total_gb:.0f} GB RAM; "
+                f"cache written to {state.path.relative_to(ws.root)}")
+    yield ffmpeg_check(hw.ffmpeg)
+    rec = recommend(hw, allowed=tuple(stack.spec.modes))
+    yield Check("recommendation", "ok", f"mode {rec.mode}, whisper {rec.whisper_model} {rec.compute_type}, "
+                f"batch {rec.batch_size}")
+    token = read_hf_token(stack, environ)
+    env_name, secrets_file = stack.spec.secrets.hf_token_env, stack.spec.secrets.file
+    yield Check("hugging face token", "ok" if token else "warn",
+                f"from {token.source}" if token else "none: gated models (pyannote) are skipped",
+                "" if token else f"set {env_name}, or put it in {secrets_file}")
+    names = list(dict.fromkeys(needed_models(rec) + (extra_models or [])))
+    if not fetch:
+        yield Check("models", "warn", f"not fetched (--no-models): {', '.join(names)}")
+        return
+    outcome: dict[str, FetchEvent] = {}
+    for event in fetch_models(names, ws.models, token):
+        if event.kind in ("done", "present", "failed"):
+            outcome[event.model] = event
+        yield event
+    give_to_owner([ws.models], uid, gid)
+    for name in names:
+        event = outcome.get(name)
+        if event is None or event.kind == "failed":
+            yield Check(f"model {name}", "warn", f"could not fetch: {event.detail if event else 'no answer'}",
+                        "fetch it later with `infra bootstrap` where the source is reachable")
+        elif event.kind == "present":
+            yield Check(f"model {name}", "ok", event.detail)
+        else:
+            yield Check(f"model {name}", "ok", f"fetched {event.done_bytes / 1e6:.0f} MB {event.detail}")
