@@ -308,8 +308,7 @@ def fetch_hub(source: HubSource, dest: Path, token: HubToken | None,
             info = json.load(response)
         except ValueError:
             raise FetchError("the hub's answer is not JSON") from None
-    names = [s["rfilename"] for s in info.get("siblings", []) if not s["rfilename"].startswith(".")
-             and "/" not in s["rfilename"] and s["rfilename"] not in ("README.md",)]
+    names = [s["rfilename"] for s in info.get("siblings", []) if _plain_repo_path(s["rfilename"])]
     if not names:
         raise FetchError("the repository lists no files")
     sizes = {s["rfilename"]: s.get("size") for s in info.get("siblings", [])}
@@ -317,11 +316,19 @@ def fetch_hub(source: HubSource, dest: Path, token: HubToken | None,
     done = 0
     for name in names:
         url = f"{endpoint}/{source.repo}/resolve/main/{urllib.parse.quote(name)}"
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         with get(url) as response, open(dest / name, "wb") as out:  # type: ignore[attr-defined]
             while chunk := response.read(CHUNK):
                 out.write(chunk)
                 done += len(chunk)
                 progress(done, total)
+
+
+def _plain_repo_path(name: str) -> bool:
+    """A repository file worth fetching, whose path stays inside the model folder (no dot-files, no '..')."""
+    parts = name.split("/")
+    return bool(name) and not name.startswith("/") and name != "README.md" and all(
+        p and not p.startswith(".") for p in parts)
 
 
 def _in_folder(filename: str, folder: str) -> bool:
