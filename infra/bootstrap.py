@@ -85,7 +85,7 @@ def give_to_owner(paths: list[Path], uid: int, gid: int) -> str | None:
     return None
 
 
-def run_bootstrap(stack: Stack, extra_models: list[str] | None = None, fetch: bool = True,
+def run_bootstrap(stack: Stack, models: list[str] | None = None, fetch: bool = True,
                   environ: Mapping[str, str] | None = None) -> Iterator[BootstrapEvent]:
     from infra.hardware.cache import stack_hardware
     from infra.hardware.recommend import recommend
@@ -109,7 +109,7 @@ def run_bootstrap(stack: Stack, extra_models: list[str] | None = None, fetch: bo
     yield Check("hugging face token", "ok" if token else "warn",
                 f"from {token.source}" if token else "none: gated models (pyannote) are skipped",
                 "" if token else f"set {env_name}, or put it in {secrets_file}")
-    names = list(dict.fromkeys(needed_models(rec) + (extra_models or [])))
+    names = list(dict.fromkeys(models or needed_models(rec)))
     if not fetch:
         yield Check("models", "warn", f"not fetched (--no-models): {', '.join(names)}")
         return

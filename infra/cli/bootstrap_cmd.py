@@ -8,7 +8,7 @@ import typer
 
 
 def bootstrap(
-    model: Annotated[Optional[list[str]], typer.Option("--model", help="Also fetch this catalogue model (repeatable), e.g. whisper/tiny.en.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="Fetch this catalogue model instead of the recommended ones (repeatable), e.g. whisper/tiny.en.")] = None,
     no_models: Annotated[bool, typer.Option("--no-models", help="Skip fetching models.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
 ) -> None:
@@ -20,7 +20,7 @@ def bootstrap(
     from infra.weights import FetchEvent
 
     checks: list[Check] = []
-    events = run_bootstrap(load(), extra_models=model or [], fetch=not no_models)
+    events = run_bootstrap(load(), models=model or None, fetch=not no_models)
     if json_out:
         checks = [e for e in events if isinstance(e, Check)]
         print_json([c.as_dict() for c in checks])
