@@ -119,8 +119,7 @@ def check_request(request: JobRequest) -> CheckedRequest:
 
     start = parse_time(request.start, "--start") if request.start is not None else None
     end = parse_time(request.end, "--end") if request.end is not None else None
-    if (start is None) != (end is None):
-        check_range(start, end, float("inf"))
+    check_range(start, end)
     if request.workflow not in WORKFLOW_TARGETS:
         raise BadInputError(f"unknown workflow {request.workflow!r} (known: {', '.join(WORKFLOW_TARGETS)})")
     language = request.language
@@ -163,9 +162,8 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
             "dir": str(job_dir.relative_to(ws.root)), "workspace": str(ws.root),
             "media": media.model_dump(),
             "input": {"file": clip.name if clip else media.path, "clipped": clip is not None,
-                      "start_s": start or 0.0, "end_s": end if end is not None else media.duration_s,
-                      "duration_s": (end - start) if clip and start is not None and end is not None
-                      else media.duration_s},
+                      "start_s": start if clip else 0.0, "end_s": end if clip else media.duration_s,
+                      "duration_s": end - start if clip else media.duration_s},
             "config": {"project": stack.spec.project, "spec": str(stack.spec_path), "mode": rec.mode,
                        "language": checked.language,
                        "whisper_model": rec.whisper_model, "compute_type": rec.compute_type,

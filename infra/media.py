@@ -134,8 +134,8 @@ def media_info(path: Path, shown: str, data: dict) -> MediaInfo:
                      audio=audio, video=video)
 
 
-def check_range(start: float | None, end: float | None, duration: float) -> None:
-    """--start and --end come together, in order, inside the media."""
+def check_range(start: float | None, end: float | None, duration: float | None = None) -> None:
+    """--start and --end come together, in order, inside the media (when its duration is known)."""
     if start is None and end is None:
         return
     if start is None:
@@ -144,7 +144,7 @@ def check_range(start: float | None, end: float | None, duration: float) -> None
         raise BadInputError("--start needs --end (give both to cut a clip, or neither)")
     if end <= start:
         raise BadInputError(f"--end {format_time(end)} is not after --start {format_time(start)}")
-    if end > duration:
+    if duration is not None and end > duration:
         raise BadInputError(f"--end {format_time(end)} is past the end of the media ({format_time(duration)})")
 
 

@@ -20,24 +20,12 @@ class Workspace:
     root: Path
 
     @property
-    def inbox(self) -> Path:
-        return self.root / "in"
-
-    @property
     def out(self) -> Path:
         return self.root / "out"
 
     @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
     def jobs(self) -> Path:
         return self.root / "jobs"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config"
 
     @property
     def models(self) -> Path:

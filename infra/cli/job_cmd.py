@@ -79,7 +79,7 @@ def show(
     """One job: its media, configuration, hardware, recommendation and stages."""
     from infra.cli.app import load
     from infra.cli.output import print_json, print_rows
-    from infra.jobs import job_dir_of, read_job
+    from infra.jobs import read_job
     from infra.workspace import Workspace
 
     ws = Workspace(load().workdir)
@@ -90,7 +90,7 @@ def show(
     media, cfg, inp = data["media"], data["config"], data["input"]
     print_rows(["field", "value"], [
         ["id", data["id"]], ["status", data["status"]], ["user", data["user"]], ["name", data.get("name") or ""],
-        ["created", data["created"]], ["dir", str(job_dir_of(ws, job_id))], ["workflow", data["workflow"]],
+        ["created", data["created"]], ["dir", str(ws.root / data["dir"])], ["workflow", data["workflow"]],
         ["media", f"{media['path']} ({media['format']}, {media['duration_s']:.1f} s)"],
         ["input", f"{inp['file']} ({inp['start_s']:.1f}-{inp['end_s']:.1f} s)"],
         ["mode", cfg["mode"]], ["language", cfg["language"] or "detect"],

@@ -13,6 +13,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -100,13 +101,10 @@ def detect_mps(native_python: Path | None) -> MpsInfo:
         return MpsInfo()
     python = str(native_python) if native_python and native_python.exists() else None
     if python is None:
+        import importlib.util
+
         try:
-            import importlib.util
-
-            if importlib.util.find_spec("torch") is not None:
-                import sys
-
-                python = sys.executable
+            python = sys.executable if importlib.util.find_spec("torch") is not None else None
         except (ImportError, ValueError):
             python = None
     if python is None:
