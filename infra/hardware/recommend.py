@@ -201,14 +201,18 @@ def recommend(hw: HardwareSnapshot, mode: Mode | None = None,
 
 def rules_markdown() -> str:
     """The whole recommendation table as Markdown, built from the constants above (docs/HARDWARE.md holds it)."""
+    from infra.hardware.detect import FULL_SUPPORT_MIN_CC, LEGACY_MIN_CC
+
+    full, legacy = ".".join(map(str, FULL_SUPPORT_MIN_CC)), ".".join(map(str, LEGACY_MIN_CC))
     rows = [
-        ("GPU class", "NVIDIA GPU with compute capability ≥ 5.0, native torch built for CUDA, "
+        ("GPU class", f"NVIDIA GPU with compute capability ≥ {legacy}, native torch built for CUDA, "
                       "driver's CUDA major ≥ torch's", "cuda"),
         ("", "NVIDIA GPU, but no CUDA torch (CPU build, no torch or native env, or a driver too old)",
          "cuda-unavailable: runs on the CPU and says why"),
         ("", "macOS on arm64, torch's MPS check passes", "mps"),
-        ("", "otherwise (also a GPU below compute capability 5.0)", "cpu"),
-        ("torch support", "compute capability ≥ 7.0 / 5.0 to 6.x / below 5.0", "full / legacy / incompatible"),
+        ("", f"otherwise (also a GPU below compute capability {legacy})", "cpu"),
+        ("torch support", f"compute capability ≥ {full} / {legacy} up to {full} / below {legacy}",
+         "full / legacy / incompatible"),
         ("mode", "cuda and Docker has the NVIDIA runtime", "docker-gpu"),
         ("", "cuda without that runtime; mps", "native"),
         ("", "cpu or cuda-unavailable, a Docker engine answers", "docker-cpu"),
