@@ -13,9 +13,15 @@ import pytest
 
 from infra.errors import BadInputError
 from infra.hardware import cache as c
+from infra.hardware.snapshot import HardwareSnapshot
 from tests.hardware_data import snapshot
 
-SNAP = snapshot().model_copy(update={"detected_at": time.time()})
+SNAP = snapshot()
+
+
+def fresh() -> HardwareSnapshot:
+    """The test snapshot, detected just now (the cache is dated by detection)."""
+    return SNAP.model_copy(update={"detected_at": time.time()})
 
 
 @pytest.fixture
@@ -24,7 +30,7 @@ def path(tmp_path: Path) -> Path:
 
 
 def written(path: Path, **changes: object) -> Path:
-    c.write_cache(path, SNAP, c.fingerprint())
+    c.write_cache(path, fresh(), c.fingerprint())
     data = json.loads(path.read_text())
     data.update(changes)
     path.write_text(json.dumps(data))
@@ -33,12 +39,12 @@ def written(path: Path, **changes: object) -> Path:
 
 def test_fresh_cache_is_trusted(path: Path) -> None:
     found = c.read_cache(written(path), 3600, c.fingerprint())
-    assert found.snapshot == SNAP and found.reason == "valid" and found.warning is None
+    assert found.snapshot is not None and found.snapshot.host == SNAP.host
+    assert found.reason == "valid" and found.warning is None
 
 
 def test_age_boundary(path: Path) -> None:
-    written(path)
-    now = SNAP.detected_at
+    now = json.loads(written(path).read_text())["created"]
     assert c.read_cache(path, 600, c.fingerprint(), now=now + 600).snapshot is not None
     late = c.read_cache(path, 600, c.fingerprint(), now=now + 601)
     assert late.snapshot is None and late.reason.startswith("expired") and late.warning is None
@@ -81,9 +87,9 @@ def test_other_schema_is_redetected_quietly(path: Path) -> None:
 def test_load_uses_the_cache_and_replaces_a_bad_one(path: Path) -> None:
     calls = []
 
-    def detect():
+    def detect() -> HardwareSnapshot:
         calls.append(1)
-        return SNAP
+        return fresh()
 
     path.parent.mkdir(parents=True)
     path.write_text("garbage")
@@ -97,12 +103,13 @@ def test_load_uses_the_cache_and_replaces_a_bad_one(path: Path) -> None:
 
 
 def test_concurrent_writers_leave_one_valid_file(path: Path) -> None:
-    threads = [threading.Thread(target=c.write_cache, args=(path, SNAP, c.fingerprint())) for _ in range(20)]
+    snap = fresh()
+    threads = [threading.Thread(target=c.write_cache, args=(path, snap, c.fingerprint())) for _ in range(20)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert c.read_cache(path, 3600, c.fingerprint()).snapshot == SNAP
+    assert c.read_cache(path, 3600, c.fingerprint()).snapshot == snap
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left
 
 
