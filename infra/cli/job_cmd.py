@@ -12,9 +12,9 @@ app = typer.Typer(help="Prepare jobs and find them again.", no_args_is_help=True
 
 @app.command("prepare")
 def prepare(
-    media: Annotated[str, typer.Argument(help="The film or audio file.", show_default=False)],
-    start: Annotated[Optional[str], typer.Option("--start", help="Cut a clip from here (HH:MM:SS); needs --end.")] = None,
-    end: Annotated[Optional[str], typer.Option("--end", help="End of the clip (HH:MM:SS).")] = None,
+    media: Annotated[str, typer.Argument(metavar="MEDIA", help="The film or audio file.", show_default=False)],
+    start: Annotated[Optional[str], typer.Option("--start", metavar="HH:MM:SS", help="Cut a clip from here (HH:MM:SS); needs --end.")] = None,
+    end: Annotated[Optional[str], typer.Option("--end", metavar="HH:MM:SS", help="End of the clip (HH:MM:SS).")] = None,
     workflow: Annotated[str, typer.Option("--workflow", help="transcribe or subtitles.")] = "subtitles",
     mode: Annotated[Optional[str], typer.Option("--mode", help="native, docker-cpu or docker-gpu (default: recommended).")] = None,
     language: Annotated[Optional[str], typer.Option("--language", help="Spoken language code, e.g. hi or en (default: detect).")] = None,
