@@ -13,6 +13,7 @@ Usage: .venv/bin/python bench/job_prepare.py [--runs N]
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import print_table, time_process  # noqa: E402
+from timing import print_table, time_interleaved  # noqa: E402
 
 OLD_BEST_CASE_S = 5.0  # the shell scripts' prepare-job.sh, best case (issue text)
 CLIP_S = 30
@@ -44,21 +45,23 @@ def main() -> None:
         make_clip(clip)
         subprocess.run([infra, "hw", "detect", "--refresh"], cwd=cwd, check=True, capture_output=True)  # warm cache
         ffprobe = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(clip)]
-        baseline = time_process([sys.executable, "-c", "pass"], args.runs, cwd=cwd)
-        prepare = time_process([infra, "job", "prepare", str(clip)], args.runs, cwd=cwd)
-        rows = [
-            ("python -c pass (baseline)", baseline, None),
-            ("ffprobe on the clip (baseline)", time_process(ffprobe, args.runs, cwd=cwd), None),
-            ("infra config validate (baseline)", time_process([infra, "config", "validate"], args.runs, cwd=cwd), None),
-            ("infra job prepare, 30 s clip, warm cache", prepare, 0.3),
-            ("infra hw detect, from the cache", time_process([infra, "hw", "detect"], args.runs, cwd=cwd), 0.1),
-            ("infra hw detect --json, from the cache",
-             time_process([infra, "hw", "detect", "--json"], args.runs, cwd=cwd), 0.1),
-            ("infra hw detect --refresh (fresh detection)",
-             time_process([infra, "hw", "detect", "--refresh"], max(5, args.runs // 2), cwd=cwd), 1.5),
+        commands = [
+            ("python -c pass (baseline)", [sys.executable, "-c", "pass"], None),
+            ("ffprobe on the clip (baseline)", ffprobe, None),
+            ("infra config validate (baseline)", [infra, "config", "validate"], None),
+            ("infra job prepare, 30 s clip, warm cache", [infra, "job", "prepare", str(clip)], 0.3),
+            ("infra hw detect, from the cache", [infra, "hw", "detect"], 0.1),
+            ("infra hw detect --json, from the cache", [infra, "hw", "detect", "--json"], 0.1),
+            ("infra hw detect --refresh (fresh detection)", [infra, "hw", "detect", "--refresh"], 1.5),
         ]
-    print(f"{args.runs} runs each (--refresh: {max(5, args.runs // 2)}), {sys.executable}")
-    print_table(rows, baseline)
+        load_before = os.getloadavg()[0]
+        samples = time_interleaved([cmd for _, cmd, _ in commands], args.runs, cwd=cwd)
+        load_after = os.getloadavg()[0]
+    rows = [(name, s, goal) for (name, _, goal), s in zip(commands, samples)]
+    print(f"{args.runs} runs each, interleaved, {sys.executable}; "
+          f"load average {load_before:.1f} before, {load_after:.1f} after")
+    print_table(rows, rows[0][1])
+    prepare = samples[3]
     speedup = OLD_BEST_CASE_S / statistics.median(prepare)
     print(f"job prepare vs the old {OLD_BEST_CASE_S:.0f} s best case: {speedup:.1f}x faster (goal: at least 15x)"
           + ("  ok" if speedup >= 15 else "  MISSED"))

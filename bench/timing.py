@@ -38,3 +38,14 @@ def print_table(rows: list[tuple], baseline: list[float] | None = None) -> None:
         goal_text = f"<{goal:.2f}s" if goal else ""
         verdict = "" if goal is None else ("  ok" if med < goal else "  MISSED")
         print(f"{name:48} {med:8.3f}s {min(samples):8.3f}s {max(samples):8.3f}s {goal_text:>8} {ratio:>11}{verdict}")
+
+
+def time_interleaved(cmds: Sequence[Sequence[str]], runs: int, cwd: Path | None = None) -> list[list[float]]:
+    """``runs`` rounds, each running every command once, so load from other work falls on all of them alike."""
+    for cmd in cmds:  # warm the file cache and the .pyc files
+        time_process(cmd, 0, cwd=cwd, warmup=2)
+    samples: list[list[float]] = [[] for _ in cmds]
+    for _ in range(runs):
+        for i, cmd in enumerate(cmds):
+            samples[i] += time_process(cmd, 1, cwd=cwd, warmup=0)
+    return samples
