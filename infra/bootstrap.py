@@ -1,6 +1,6 @@
 """`infra bootstrap`: the one-time setup of a workspace, safe to run again.
 
-It creates the workspace folders (owned by the containers' non-root user),
+It creates the workspace folders (owned by the images' non-root user, uid and gid 10001),
 checks FFmpeg, writes the hardware cache, and fetches the models the
 recommendation needs into shared-model-and-cache/, several at once. A model
 that cannot be fetched (no network, no token for a gated one) is reported and
@@ -68,7 +68,7 @@ def make_workspace(ws: Workspace, uid: int, gid: int) -> Check:
     owner = give_to_owner(ws.folders(), uid, gid)
     return Check("workspace", "ok" if owner is None else "warn", f"{ws.root}: {made}; "
                  + (f"owned by {uid}:{gid}" if owner is None else owner),
-                 "" if owner is None else f"run `sudo infra bootstrap`, or set workspace.owner_uid to {os.geteuid()}")
+                 "" if owner is None else f"run `sudo infra bootstrap`, or `sudo chown -R {uid}:{gid}` the folders")
 
 
 def give_to_owner(paths: list[Path], uid: int, gid: int) -> str | None:
@@ -91,7 +91,9 @@ def run_bootstrap(stack: Stack, models: list[str] | None = None, fetch: bool = T
     from infra.hardware.recommend import recommend
 
     ws = Workspace(stack.workdir)
-    uid, gid = stack.spec.workspace.owner_uid, stack.spec.workspace.owner_gid
+    from infra.render.paths import UID
+
+    uid = gid = UID  # the images' non-root user and group
     step = make_workspace(ws, uid, gid)
     yield step
     if step.status == "fail":

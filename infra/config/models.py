@@ -131,13 +131,6 @@ class HardwareSpec(Strict):
                              description="Seconds the hardware cache stays valid (env INFRA_HW_CACHE_TTL overrides)")
 
 
-class WorkspaceSpec(Strict):
-    """The folders under the workdir (in/, out/, logs/, jobs/, config/, shared-model-and-cache/)."""
-
-    owner_uid: int = Field(1000, ge=0, description="Owner of the workspace folders: the stage containers' non-root user")
-    owner_gid: int = Field(1000, ge=0, description="Group of the workspace folders")
-
-
 class StageSpec(Strict):
     image: str = Field(description="The image the stage runs in (in docker modes)")
     command: list[str] = Field(min_length=1, description="Program and arguments, run in the job directory")
@@ -175,7 +168,6 @@ class ProjectSpec(Strict):
     native_env: NativeEnvSpec = Field(default_factory=NativeEnvSpec)
     secrets: SecretsSpec = Field(default_factory=SecretsSpec)
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
-    workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
     bases: dict[str, BaseSpec] = Field(min_length=1)
     modes: dict[Mode, ModeSpec] = Field(min_length=1)
     stages: dict[str, StageSpec] = Field(default_factory=dict)

@@ -68,15 +68,15 @@ def checks(result) -> dict[str, dict[str, str]]:
 
 
 def test_bootstrap_twice_makes_folders_for_the_container_user(project: Path, run_cli) -> None:
-    spec = project / "infra.yaml"
-    spec.write_text(spec.read_text().replace("owner_uid: 1000", "owner_uid: 4242"))
+    from infra.render.paths import UID
+
     first = checks(run_cli("bootstrap", "--no-models", "--json", cwd=project))
     assert first["workspace"]["status"] in ("ok", "warn") and "created" in first["workspace"]["detail"]
     assert first["ffmpeg"]["status"] == "ok" and first["hardware"]["status"] == "ok"
     assert all((project / name).is_dir() for name in FOLDERS)
     assert (project / "out" / "hardware_cache.json").is_file()
     if os.geteuid() == 0:
-        assert {(project / name).stat().st_uid for name in FOLDERS} == {4242}
+        assert {((project / name).stat().st_uid, (project / name).stat().st_gid) for name in FOLDERS} == {(UID, UID)}
     second = checks(run_cli("bootstrap", "--no-models", "--json", cwd=project))
     assert "all folders present" in second["workspace"]["detail"]
 
