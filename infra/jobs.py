@@ -176,6 +176,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
             "stages": stages,
         }
         write_json_atomic(job_dir / JOB_FILE, data)
+        hand_over(ws.out, job_dir)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
         claim.unlink(missing_ok=True)
@@ -211,6 +212,19 @@ def _claim(ws: Workspace, now: datetime, user: str) -> tuple[str, Path, Path]:
             raise OperationError(f"cannot create {job_dir}: {exc.strerror or exc}") from None
         return job_id, job_dir, claim
     raise OperationError(f"all {MAX_JOBS_PER_DAY} job ids of {day} are taken")
+
+
+def hand_over(out: Path, job_dir: Path) -> None:
+    """As root, give the new folders and files below out/ to out/'s owner (the images' user after bootstrap)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    owner = out.stat()
+    if owner.st_uid == 0:
+        return
+    folders = [out / p for p in job_dir.relative_to(out).parents if p != Path(".")]
+    for path in (*folders, job_dir, *job_dir.iterdir()):
+        if path.stat().st_uid == 0:
+            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
 def job_dir_of(ws: Workspace, job_id: str) -> Path:

@@ -82,6 +82,17 @@ def test_prepare_cuts_a_clip(workspace: Path, media: dict[str, Path], run_cli) -
     assert [s["name"] for s in job["stages"]] == ["demux", "vad", "asr"]
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give folders away")
+def test_job_folders_belong_to_the_owner_of_out(workspace: Path, media: dict[str, Path], run_cli) -> None:
+    os.chown(workspace / "out", 10001, 10001)
+    result = run_cli("job", "prepare", str(media["speech"]), "--start", "1", "--end", "2", cwd=workspace)
+    assert result.code == 0, result.stderr
+    [job_dir] = job_dirs(workspace)
+    made = [job_dir, *job_dir.iterdir(), *[p for p in job_dir.parents if workspace / "out" in p.parents]]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in made} == {(10001, 10001)}
+    assert len(made) == 7  # YYYY, MM, DD, user, the job, job.json, clip.mp4
+
+
 def test_audio_only_media_and_list_and_show(workspace: Path, media: dict[str, Path], run_cli) -> None:
     ids = []
     for item in ("tone", "speech"):
