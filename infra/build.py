@@ -266,12 +266,15 @@ def _build_secrets(stack) -> tuple[str, ...]:  # noqa: ANN001
     from infra.render import paths
 
     secrets = []
-    ca = stack.spec.secrets.ca_bundle
-    if ca:
-        path = Path(ca) if Path(ca).is_absolute() else stack.workdir / ca
+    for key, secret_id, variable in (("ca_bundle", paths.CA_SECRET, "INFRA_CA_BUNDLE"),
+                                     ("pip_config", paths.PIP_CONF_SECRET, "INFRA_PIP_CONFIG")):
+        value = getattr(stack.spec.secrets, key)
+        if not value:
+            continue
+        path = Path(value) if Path(value).is_absolute() else stack.workdir / value
         if not path.is_file():
-            raise BadInputError(f"secrets.ca_bundle: '{ca}' not found", hint="point it (or INFRA_CA_BUNDLE) at a PEM file")
-        secrets.append(f"id={paths.CA_SECRET},src={path}")
+            raise BadInputError(f"secrets.{key}: '{value}' not found", hint=f"point it (or {variable}) at a file")
+        secrets.append(f"id={secret_id},src={path}")
     if os.environ.get(stack.spec.secrets.hf_token_env):
         secrets.append(f"id={paths.HF_SECRET},env={stack.spec.secrets.hf_token_env}")
     return tuple(secrets)

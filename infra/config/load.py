@@ -145,12 +145,16 @@ def load_stack(path: str | os.PathLike[str] | None = None, cwd: Path | None = No
 
 
 def _apply_environment(spec: ProjectSpec) -> ProjectSpec:
-    """Settings the machine supplies rather than the spec: INFRA_CA_BUNDLE, a CA bundle for a
-    TLS-intercepting proxy (it reaches builds only as a BuildKit secret, never a layer)."""
-    ca = os.environ.get("INFRA_CA_BUNDLE")
-    if ca and spec.secrets.ca_bundle is None:
-        secrets = spec.secrets.model_copy(update={"ca_bundle": ca})
-        return spec.model_copy(update={"secrets": secrets})
+    """Settings the machine supplies rather than the spec: INFRA_CA_BUNDLE (a CA bundle for a
+    TLS-intercepting proxy) and INFRA_PIP_CONFIG (a pip.conf with the site's package index). Both
+    reach builds only as BuildKit secrets, never a layer; the spec's own values win."""
+    update = {}
+    for key, variable in (("ca_bundle", "INFRA_CA_BUNDLE"), ("pip_config", "INFRA_PIP_CONFIG")):
+        value = os.environ.get(variable)
+        if value and getattr(spec.secrets, key) is None:
+            update[key] = value
+    if update:
+        return spec.model_copy(update={"secrets": spec.secrets.model_copy(update=update)})
     return spec
 
 

@@ -117,6 +117,8 @@ class SecretsSpec(Strict):
                       description="Secrets file under the workspace (JSON object or KEY=VALUE lines); "
                                   "the token's key may be in any casing")
     ca_bundle: str | None = Field(None, description="Path of a CA bundle for TLS-intercepting proxies")
+    pip_config: str | None = Field(None, description="Path of a pip.conf (index-url, extra-index-url, trusted-host; "
+                                                     "credentials allowed) that pip sees during builds only")
 
     @field_validator("file")
     @classmethod

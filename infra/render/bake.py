@@ -50,6 +50,8 @@ def build_bake(stack: Stack, mode: Mode, layout: paths.Layout, dockerfiles: dict
         secrets = []
         if f"id={paths.CA_SECRET}" in text and spec.secrets.ca_bundle is not None:
             secrets.append(f"id={paths.CA_SECRET},src={spec.secrets.ca_bundle}")
+        if f"id={paths.PIP_CONF_SECRET}," in text and spec.secrets.pip_config is not None:
+            secrets.append(f"id={paths.PIP_CONF_SECRET},src={spec.secrets.pip_config}")
         if f"id={paths.HF_SECRET}" in text:
             secrets.append(f"id={paths.HF_SECRET},env={spec.secrets.hf_token_env}")
         if secrets:

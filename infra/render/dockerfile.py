@@ -20,6 +20,7 @@ APT_CACHE_MOUNTS = (
 )
 PIP_CACHE_MOUNT = "type=cache,target=/root/.cache/pip,sharing=locked"
 CA_SECRET_MOUNT = f"type=secret,id={paths.CA_SECRET}"
+PIP_CONF_MOUNT = f"type=secret,id={paths.PIP_CONF_SECRET},target={paths.PIP_CONF_IN_CONTAINER}"
 WHEELHOUSE_MOUNT = f"type=bind,from={paths.WHEELHOUSE_CONTEXT},target={paths.WHEELHOUSE_DIR}"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_DEFAULT_INDEX = "https://pypi.org/simple"  # on Linux x86_64 PyPI's torch is the CUDA build
@@ -109,7 +110,8 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
     has_tini = "tini" in _apt_names(image)
     wheelhouse = spec.native_env.wheelhouse is not None
     args = ((TORCH_INDEX_ARG, torch_index(stack, mode)),) if torch_req and not wheelhouse else ()
-    pip_mounts = (PIP_CACHE_MOUNT,) + ((CA_SECRET_MOUNT,) if ca else ())
+    pip_conf = spec.secrets.pip_config is not None
+    pip_mounts = (PIP_CACHE_MOUNT,) + ((CA_SECRET_MOUNT,) if ca else ()) + ((PIP_CONF_MOUNT,) if pip_conf else ())
     index = '"${' + TORCH_INDEX_ARG + '}"'
     local = f"--find-links {paths.WHEELHOUSE_DIR}"
     return DockerfileSpec(

@@ -36,6 +36,8 @@ CACHE = f"{DATA}/cache"
 CA_SECRET = "ca_bundle"
 HF_SECRET = "hf_token"
 CA_IN_CONTAINER = f"/run/secrets/{CA_SECRET}"
+PIP_CONF_SECRET = "pip_conf"
+PIP_CONF_IN_CONTAINER = "/etc/pip.conf"      # pip's site-wide config file: read for that RUN only
 
 # Build contexts that are not images: an image may not take these names.
 STAGES_CONTEXT = "stages"
