@@ -132,3 +132,33 @@ def test_engine_down_is_one_line(project: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "no Docker engine answers" in result.stderr.splitlines()[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_failing_image_blocks_its_children_and_still_writes_the_summary(tmp_path: Path, offline_base,
+                                                                          ca_bundle) -> None:
+    base = (REPO / "infra.yaml").read_text()
+    bases = base[base.index("bases:"):base.index("modes:")]
+    (tmp_path / "infra.yaml").write_text("project: speech\n" + bases + "modes:\n  docker-cpu:\n    base: bookworm\n")
+    images = {"failtest-root": "modes: [docker-cpu]\n",
+              "failtest-broken": "parent: failtest-root\nmodes: [docker-cpu]\napt: [no-such-package-infra-test]\n",
+              "failtest-child": "parent: failtest-broken\nmodes: [docker-cpu]\n",
+              "failtest-sibling": "parent: failtest-root\nmodes: [docker-cpu]\nlabels: {team: speech}\n"}
+    for name, text in images.items():
+        (tmp_path / "images" / name).mkdir(parents=True)
+        (tmp_path / "images" / name / "image.yaml").write_text(text)
+    env = {"INFRA_CA_BUNDLE": ca_bundle} if ca_bundle else {}
+    try:
+        result = infra("build", "--mode", "docker-cpu", cwd=tmp_path, env=env, timeout=600)
+        assert result.returncode == 1, result.stderr[-2000:]
+        summary = json.loads((tmp_path / "out" / "build-summary.json").read_text())
+        status = {i["name"]: i["status"] for i in summary["images"]}
+        assert status["failtest-root"] in ("built", "up to date")
+        assert status["failtest-broken"] == "failed" and status["failtest-child"] == "blocked"
+        assert status["failtest-sibling"] in ("built", "up to date")
+        assert "error: failtest-broken:" in result.stderr
+        assert "no-such-package-infra-test" in result.stderr, "the failed build's log tail is shown"
+        assert "Traceback" not in result.stderr
+        missing = subprocess.run(["docker", "image", "inspect", "speech-failtest-broken:latest"], capture_output=True)
+        assert missing.returncode != 0, "a failed build leaves no image under the real tag"
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", *(f"speech-{n}:latest" for n in images)], capture_output=True)
