@@ -17,8 +17,9 @@ from infra.render import paths
 from infra.render.environment import COMPOSE_TEMPLATE, render_template, shared_templates
 
 WORKER = ("python3", "-m", "stages.worker")
-# Compose durations; a worker imports its stage's libraries before it answers.
-HEALTH = (("interval", "30s"), ("timeout", "10s"), ("retries", 3), ("start_period", "60s"))
+# Compose durations. A worker answers its health check once it has touched its heartbeat, a moment
+# after it starts; start_interval lets `up --wait` see that within a second instead of an interval.
+HEALTH = (("interval", "30s"), ("timeout", "10s"), ("retries", 3), ("start_period", "60s"), ("start_interval", "1s"))
 SETUP_SERVICE = "setup-dirs"
 SETUP_PROFILE = "setup"
 

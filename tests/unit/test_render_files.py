@@ -36,7 +36,7 @@ def test_compose_services(case: str, mode: str) -> None:
         assert svc["healthcheck"]["test"] == ["CMD", "python3", "-m", "stages.worker", "--health", name]
         assert svc["labels"]["io.infra.project"] == "speech"
         for upstream, cond in svc.get("depends_on", {}).items():
-            assert upstream in stages and cond == {"condition": "service_healthy"}
+            assert upstream in stages and cond == {"condition": "service_started"}
         gpu = svc.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
         if mode == "docker-gpu" and name in ML_STAGES:
             assert gpu == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]

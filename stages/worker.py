@@ -1,0 +1,232 @@
+"""The stage worker: serves one stage of the pipeline from the shared job tree.
+
+    python3 -m stages.worker STAGE [--once] [--poll SECONDS] [--claim-timeout SECONDS]
+    python3 -m stages.worker --health STAGE
+
+Work for a stage is a file in ``jobs/queue/<stage>/<job-id>`` (JSON: the job's
+directory, the stage's command and the job's stage plan). A worker claims it by
+renaming it to ``jobs/running/<stage>/<job-id>@<worker>``: a rename is atomic,
+so two workers never take the same stage of the same job. While the stage runs
+the worker touches its claim; a claim nobody has touched for --claim-timeout
+seconds belongs to a worker that died, and the next worker takes it over with
+the same atomic rename. When a stage succeeds, the worker records it in
+job.json and queues every stage whose predecessors are now all done.
+
+Standard library only: the worker runs in every stage image, where infra
+itself is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+QUEUE, RUNNING, WORKERS = "queue", "running", "workers"
+JOB_FILE = "job.json"
+DEFAULT_POLL_S = 1.0
+DEFAULT_CLAIM_TIMEOUT_S = 120.0
+
+
+def data_root() -> Path:
+    """The workspace as the container sees it: INFRA_JOBS is <root>/jobs (compose sets it)."""
+    jobs = os.environ.get("INFRA_JOBS")
+    return Path(jobs).parent if jobs else Path.cwd()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, data: object) -> None:
+    """Atomically replace ``path`` (a reader sees the old file or the new one, never half)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2, sort_keys=True)
+        out.write("\n")
+    os.chmod(tmp, 0o664)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def locked_job(job_dir: Path):
+    """job.json for read-modify-write under an exclusive lock: stages of one job can finish together."""
+    with open(job_dir / ".job.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = json.loads((job_dir / JOB_FILE).read_text())
+            yield data
+            write_json(job_dir / JOB_FILE, data)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def stage_entry(job: dict, stage: str) -> dict:
+    for entry in job.get("stages", []):
+        if entry.get("name") == stage:
+            return entry
+    raise KeyError(stage)
+
+
+def enqueue(root: Path, stage: str, work: dict) -> bool:
+    """Queue ``stage`` of a job once: O_EXCL, so a second attempt is a no-op."""
+    folder = root / "jobs" / QUEUE / stage
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(folder / work["job"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as out:
+        json.dump({**work, "stage": stage, "queued": now_iso()}, out, sort_keys=True)
+    return True
+
+
+class Worker:
+    def __init__(self, stage: str, root: Path, poll: float = DEFAULT_POLL_S,
+                 claim_timeout: float = DEFAULT_CLAIM_TIMEOUT_S) -> None:
+        self.stage = stage
+        self.root = root
+        self.poll = poll
+        self.claim_timeout = claim_timeout
+        self.id = f"{socket.gethostname()}-{os.getpid()}"
+        self.queue = root / "jobs" / QUEUE / stage
+        self.running = root / "jobs" / RUNNING / stage
+        self.alive = root / "jobs" / WORKERS / stage / socket.gethostname()
+        for folder in (self.queue, self.running, self.alive.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def beat(self) -> None:
+        self.alive.touch()
+
+    def claim(self) -> Path | None:
+        """Take the oldest queued job, else a claim whose worker stopped touching it."""
+        for item in sorted(self.queue.iterdir(), key=lambda p: p.stat().st_mtime if p.exists() else 0):
+            target = self.running / f"{item.name}@{self.id}"
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(item, target)
+                return target
+        for item in sorted(self.running.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - item.stat().st_mtime > self.claim_timeout:
+                    target = self.running / f"{item.name.split('@')[0]}@{self.id}"
+                    os.rename(item, target)
+                    log(f"took over {item.name}: its worker stopped answering")
+                    return target
+        return None
+
+    def serve(self, once: bool = False) -> None:
+        log(f"serving stage {self.stage} from {self.root / 'jobs'} as {self.id}")
+        while True:
+            self.beat()
+            claim = self.claim()
+            if claim is not None:
+                self.run(claim)
+            elif once:
+                return
+            else:
+                time.sleep(self.poll)
+
+    def run(self, claim: Path) -> None:
+        work = json.loads(claim.read_text())
+        job_dir = self.root / work["dir"]
+        stop = threading.Event()
+        keeper = threading.Thread(target=self._keep_claim, args=(claim, stop), daemon=True)
+        keeper.start()
+        started = time.monotonic()
+        try:
+            with locked_job(job_dir) as job:
+                entry = stage_entry(job, self.stage)
+                entry.update(status="running", started=now_iso(), worker=self.id)
+                job["status"] = "running"
+            (job_dir / "logs").mkdir(exist_ok=True)
+            with open(job_dir / "logs" / f"{self.stage}.log", "a") as out:
+                code = subprocess.run(work["command"], cwd=job_dir, stdout=out, stderr=subprocess.STDOUT).returncode
+        except (OSError, KeyError, ValueError) as exc:
+            code, reason = 1, f"{type(exc).__name__}: {exc}"
+        else:
+            reason = f"exit code {code}" if code else ""
+        finally:
+            stop.set()
+            keeper.join()
+        self.finish(work, job_dir, code == 0, time.monotonic() - started, reason)
+        claim.unlink(missing_ok=True)
+
+    def _keep_claim(self, claim: Path, stop: threading.Event) -> None:
+        while not stop.wait(max(0.2, self.claim_timeout / 4)):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(claim)
+            self.beat()
+
+    def finish(self, work: dict, job_dir: Path, ok: bool, seconds: float, reason: str) -> None:
+        """Record the outcome; on success queue the stages that were waiting only for this one."""
+        ready = []
+        try:
+            self._record(work, job_dir, ok, seconds, reason, ready)
+        except (OSError, KeyError, ValueError) as exc:
+            log(f"{work.get('job')}: cannot record {self.stage} in {job_dir / JOB_FILE}: {type(exc).__name__}: {exc}")
+            return
+        for name in ready:
+            enqueue(self.root, name, {**work, "command": work["plan"][name]["command"]})
+        log(f"{work['job']}: {self.stage} {'done' if ok else 'failed'} in {seconds:.1f} s"
+            + (f" ({reason})" if reason else "") + (f"; queued {', '.join(ready)}" if ready else ""))
+
+    def _record(self, work: dict, job_dir: Path, ok: bool, seconds: float, reason: str, ready: list[str]) -> None:
+        with locked_job(job_dir) as job:
+            entry = stage_entry(job, self.stage)
+            entry.update(status="done" if ok else "failed", finished=now_iso(), seconds=round(seconds, 3))
+            if reason:
+                entry["error"] = reason
+            done = {s["name"] for s in job["stages"] if s.get("status") == "done"}
+            if not ok:
+                job["status"] = "failed"
+            elif done == {s["name"] for s in job["stages"]}:
+                job["status"] = "done"
+            else:
+                for name, step in work["plan"].items():
+                    if self.stage in step["after"] and set(step["after"]) <= done and name not in done:
+                        ready.append(name)
+
+
+def healthy(stage: str, root: Path, max_age: float) -> bool:
+    alive = root / "jobs" / WORKERS / stage / socket.gethostname()
+    try:
+        return time.time() - alive.stat().st_mtime <= max_age
+    except FileNotFoundError:
+        return False
+
+
+def log(message: str) -> None:
+    print(f"{now_iso()} worker: {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m stages.worker", description="Serve one pipeline stage.")
+    parser.add_argument("stage")
+    parser.add_argument("--health", action="store_true", help="exit 0 if this container's worker is alive")
+    parser.add_argument("--once", action="store_true", help="process what is queued, then exit")
+    parser.add_argument("--poll", type=float, default=float(os.environ.get("INFRA_WORKER_POLL_S", DEFAULT_POLL_S)))
+    parser.add_argument("--claim-timeout", type=float,
+                        default=float(os.environ.get("INFRA_CLAIM_TIMEOUT_S", DEFAULT_CLAIM_TIMEOUT_S)))
+    args = parser.parse_args(argv)
+    root = data_root()
+    if args.health:
+        return 0 if healthy(args.stage, root, max(30.0, 3 * args.poll, args.claim_timeout / 2)) else 1
+    try:
+        Worker(args.stage, root, args.poll, args.claim_timeout).serve(once=args.once)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
