@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from collections.abc import Iterator
 from pathlib import Path
 
-from infra.errors import BadInputError
+from infra.errors import BadInputError, OperationError
 
 CREATE_HINT = "create it with `infra env create`"
 # Packaging tools live in every venv at whatever version; they are never imported by a stage.
@@ -240,3 +241,77 @@ def check_mount(engine, env: NativeEnv, refs: list[str], cache_dir: Path | None 
         problems = check_compatible(env, facts, host_glibc())
         if problems:
             raise refusal(env, facts, problems)
+
+
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def ml_requirements() -> list[str]:
+    """The `ml` extra of infra's own metadata, without torch (installed first, for the right build)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        reqs = requires("infra") or []
+    except PackageNotFoundError:
+        raise BadInputError("infra is not installed as a package, so its `ml` extra is unknown",
+                            hint="pip install -e . (or the wheel) first") from None
+    out = []
+    for req in reqs:
+        spec, _, marker = req.partition(";")
+        if "extra" in marker and '"ml"' in marker.replace("'", '"'):
+            name = re.split(r"[<>=!~\[ ]", spec.strip(), maxsplit=1)[0]
+            if canonical_name(name) != "torch":
+                out.append(spec.strip())
+    return out
+
+
+def find_python(minor: str) -> str:
+    """An interpreter of the images' Python minor version: the running one, or pythonX.Y on PATH."""
+    import shutil
+    import sys
+
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == minor:
+        return sys.executable
+    found = shutil.which(f"python{minor}")
+    if found is None:
+        raise BadInputError(f"the native environment needs Python {minor} (the images' Python), "
+                            f"and no python{minor} is on PATH",
+                            hint=f"install Python {minor}, or change `python` in infra.yaml and rebuild the images")
+    return found
+
+
+def create_env(path: Path, python_minor: str, torch_version: str, cuda: bool,
+               torch_index: str | None = None) -> Iterator[str]:
+    """Make (or complete) the native environment: a virtualenv with torch for the hardware, then
+    the `ml` extra's packages with torch held at its version. Yields progress lines; idempotent."""
+    if (path / "pyvenv.cfg").is_file():
+        env = inspect_env(path)
+        if env.python_minor != python_minor:
+            raise BadInputError(f"{path} holds Python {env.python_minor}; the images run {python_minor}",
+                                hint=f"remove {path} and run `infra env create` again")
+        yield f"using the existing environment {path} (Python {env.python})"
+    else:
+        interpreter = find_python(python_minor)
+        yield f"creating {path} with {interpreter}"
+        _run([interpreter, "-m", "venv", str(path)], "python -m venv")
+    pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--retries", "1"]
+    if cuda:
+        torch = [f"torch=={torch_version}"] + (["--index-url", torch_index] if torch_index else [])
+        yield f"installing torch {torch_version} (CUDA build) from {torch_index or 'PyPI'}"
+    else:
+        torch = [f"torch=={torch_version}+cpu", "--extra-index-url", torch_index or TORCH_CPU_INDEX]
+        yield f"installing torch {torch_version} (CPU build)"
+    _run([*pip, *torch], "pip install torch")
+    held = inspect_env(path).torch or torch_version
+    packages = ml_requirements()
+    yield f"installing {', '.join(packages)}"
+    _run([*pip, *packages, f"torch=={held}"], "pip install (ml extra)")
+
+
+def _run(cmd: list[str], what: str) -> None:
+    import subprocess
+
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise OperationError(f"{what} failed (exit {proc.returncode})", hint=tail)

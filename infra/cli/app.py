@@ -65,7 +65,7 @@ def modes_arg(stack: "Stack", modes: Optional[list[str]]) -> list:  # noqa: F821
 
 
 from infra.cli import (  # noqa: E402  (registers the commands)
-    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, hw_cmd, job_cmd, render_cmd,
+    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, job_cmd, render_cmd, stack_cmd,
 )
 
 app.add_typer(config_cmd.app, name="config")
@@ -76,3 +76,9 @@ app.command("build")(build_cmd.build)
 app.add_typer(hw_cmd.app, name="hw")
 app.command("bootstrap")(bootstrap_cmd.bootstrap)
 app.add_typer(job_cmd.app, name="job")
+app.add_typer(env_cmd.app, name="env")
+app.command("up")(stack_cmd.up)
+app.command("down")(stack_cmd.down)
+app.command("ps")(stack_cmd.ps)
+app.command("logs")(stack_cmd.logs)
+app.command("deploy")(stack_cmd.deploy)

@@ -99,3 +99,29 @@ def show(
         ["hardware", f"{data['hardware']['gpu_class']}: {data['hardware']['gpu_class_reason']}"],
         ["stages", ", ".join(f"{s['name']} ({s['device']}, {s['status']})" for s in data["stages"])],
     ])
+
+
+@app.command("submit")
+def submit(
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="The job id (YYYYMMDD-NNNN).", show_default=False)],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the workers finish the job.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait at most.")] = 3600.0,
+) -> None:
+    """Queue a prepared job for the running stack's stage workers (`infra up`)."""
+    from infra.cli.app import load
+    from infra.errors import OperationError
+    from infra.jobqueue import submit_job, wait_for_job
+
+    stack = load()
+    queued = submit_job(stack, job_id)
+    typer.echo(f"{job_id}: queued {', '.join(queued) or 'nothing (every stage is done or waiting)'}", err=True)
+    if not wait:
+        return
+    job: dict = {}
+    for job in wait_for_job(stack, job_id, timeout):
+        typer.echo("  " + ", ".join(f"{s['name']} {s.get('status')}" for s in job["stages"]), err=True)
+    if job.get("status") == "failed":
+        failed = [s for s in job["stages"] if s.get("status") == "failed"]
+        raise OperationError(f"job {job_id} failed at {', '.join(s['name'] for s in failed)}",
+                             hint=f"the stage's log is in {job.get('dir')}/logs/")
+    typer.echo(f"{job_id}: done")

@@ -169,6 +169,20 @@ class Engine:
         with translate_errors(f"probe of {ref}"):
             return str(self.docker.run(ref, ["-c", code], entrypoint="python3", remove=True, networks=["none"]))
 
+    def remote_image_exists(self, ref: str) -> bool:
+        """Whether a registry holds ``ref`` (asks the registry, pulls nothing)."""
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            self.docker.buildx.imagetools.inspect(ref)
+        except DockerException as exc:
+            text = (exc.stderr or "").lower()
+            if "not found" in text or "unknown" in text or "manifest" in text:
+                return False
+            with translate_errors(f"docker buildx imagetools inspect {ref}"):
+                raise
+        return True
+
     def check_builder(self, name: str) -> None:
         """BadInputError unless buildx knows a builder of that name."""
         from infra.errors import BadInputError

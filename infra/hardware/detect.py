@@ -168,12 +168,8 @@ def detect_native_env(path: Path) -> NativeEnvInfo:
         env = inspect_env(path)
     except InfraError as exc:
         return NativeEnvInfo(path=str(path), error=exc.message)
-    cuda = None
-    version_file = env.site_packages / "torch" / "version.py"
-    if env.torch and version_file.is_file():
-        match = re.search(r"^cuda(?:\s*:[^=]*)?=\s*['\"]([^'\"]+)['\"]", version_file.read_text(errors="replace"), re.M)
-        cuda = match.group(1) if match else None
-    return NativeEnvInfo(path=str(path), present=True, python=env.python, torch=env.torch, torch_cuda=cuda)
+    return NativeEnvInfo(path=str(path), present=True, python=env.python, torch=env.torch,
+                         torch_cuda=env.torch_cuda if env.torch else None)
 
 
 def classify(nvidia: NvidiaInfo, mps: MpsInfo, env: NativeEnvInfo) -> tuple[GpuClass, str]:

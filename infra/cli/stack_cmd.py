@@ -1,0 +1,134 @@
+"""`infra up`, `down`, `ps`, `logs` and `deploy`: the stack's services through compose or swarm."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+ModeOption = Annotated[str, typer.Option("--mode", "-m", help="docker-cpu or docker-gpu.")]
+
+
+def _mode(stack, mode: str) -> str:  # noqa: ANN001
+    from infra.cli.app import modes_arg
+
+    [checked] = modes_arg(stack, [mode])
+    return checked
+
+
+def _scales(values: list[str]) -> dict[str, int]:
+    from infra.errors import BadInputError
+
+    scales = {}
+    for value in values:
+        name, sep, count = value.partition("=")
+        if not sep or not count.isdigit() or int(count) < 1:
+            raise BadInputError(f"--scale {value!r}: expected SERVICE=N with N >= 1")
+        scales[name] = int(count)
+    return scales
+
+
+def _table(states: list) -> None:
+    from rich.table import Table
+
+    from infra.cli.output import stdout_console
+
+    table = Table(header_style="bold")
+    for column in ("service", "container", "state", "health", "image"):
+        table.add_column(column)
+    colour = {"healthy": "green", "starting": "yellow", "unhealthy": "red"}
+    for s in states:
+        table.add_row(s.service, s.container, s.state, f"[{colour.get(s.health, 'white')}]{s.health or '-'}[/]", s.image)
+    stdout_console().print(table)
+
+
+def up(
+    mode: ModeOption = "docker-cpu",
+    build: Annotated[bool, typer.Option("--build", help="Build missing or out-of-date images first.")] = False,
+    scale: Annotated[Optional[list[str]], typer.Option("--scale", metavar="SERVICE=N", help="Run N workers of a stage.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the services as JSON.")] = False,
+) -> None:
+    """Start the stage workers of a mode and wait until they are healthy."""
+    from infra.cli.app import load
+    from infra.cli.build_view import BuildView
+    from infra.cli.output import print_json
+    from infra.stack import stack_up
+
+    stack = load()
+    states: list = []
+    with BuildView(quiet=json_out) as view:
+        for event in stack_up(stack, _mode(stack, mode), build=build, scales=_scales(scale or [])):
+            if isinstance(event, list):
+                states = event
+            elif not type(event).__name__ == "BuildSummary":
+                view.show(event)
+    if json_out:
+        print_json([s.__dict__ for s in states])
+    else:
+        _table(states)
+
+
+def down(
+    mode: ModeOption = "docker-cpu",
+    volumes: Annotated[bool, typer.Option("--volumes", help="Also remove the project's volumes.")] = False,
+) -> None:
+    """Stop and remove the mode's services and every container carrying the project's label."""
+    from infra.cli.app import load
+    from infra.stack import stack_down
+
+    stack = load()
+    extra = stack_down(stack, _mode(stack, mode), volumes=volumes)
+    typer.echo(f"{stack.spec.project} ({mode}) is down" + (f"; removed {extra} more labelled container(s)" if extra else ""))
+
+
+def ps(
+    mode: ModeOption = "docker-cpu",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the services as JSON.")] = False,
+) -> None:
+    """The mode's service containers: state and health."""
+    from infra.cli.app import load
+    from infra.cli.output import print_json
+    from infra.stack import stack_ps
+
+    stack = load()
+    states = stack_ps(stack, _mode(stack, mode))
+    if json_out:
+        print_json([s.__dict__ for s in states])
+    else:
+        _table(states)
+
+
+def logs(
+    services: Annotated[Optional[list[str]], typer.Argument(metavar="[SERVICE]...", help="Stages to show (default: all).")] = None,
+    mode: ModeOption = "docker-cpu",
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following new output.")] = False,
+    tail: Annotated[Optional[str], typer.Option("--tail", help="Lines from the end of each log.")] = None,
+) -> None:
+    """The workers' logs."""
+    from infra.cli.app import load
+    from infra.stack import stack_logs
+
+    stack = load()
+    for line in stack_logs(stack, _mode(stack, mode), list(services or []), follow, tail):
+        typer.echo(line)
+
+
+def deploy(
+    target: Annotated[str, typer.Option("--target", help="Where to deploy: swarm.")] = "swarm",
+    mode: ModeOption = "docker-cpu",
+    remove: Annotated[bool, typer.Option("--down", help="Remove the deployed stack instead.")] = False,
+) -> None:
+    """Deploy the rendered swarm stack (after checking the swarm, the images and the torch policy)."""
+    from infra.cli.app import load
+    from infra.errors import BadInputError
+    from infra.stack import deploy_swarm, remove_swarm
+
+    if target != "swarm":
+        raise BadInputError(f"--target {target!r}: the only target is swarm")
+    stack = load()
+    checked = _mode(stack, mode)
+    if remove:
+        typer.echo(f"removed stack {remove_swarm(stack, checked)}")
+        return
+    for line in deploy_swarm(stack, checked):
+        typer.echo(line, err=line.startswith("note:"))
