@@ -30,19 +30,21 @@ from infra.workspace import Workspace
 LOCK_FILE = ".job.lock"
 QUEUE = "queue"
 FINAL = ("done", "failed")
+IN_FLIGHT = ("queued", "running")     # a resubmission leaves these alone: no stage runs twice
 
 
 @contextlib.contextmanager
 def locked_job(job_dir: Path) -> Iterator[dict[str, Any]]:
-    """job.json for read-modify-write under the job's exclusive lock."""
-    with open(job_dir / LOCK_FILE, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            data = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
-            yield data
-            write_json_atomic(job_dir / JOB_FILE, data)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """job.json for read-modify-write under the job's exclusive lock (taken on a read-only descriptor,
+    so that workers running as the images' user can lock a file root created, and the other way round)."""
+    fd = os.open(job_dir / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
+        yield data
+        write_json_atomic(job_dir / JOB_FILE, data)
+    finally:
+        os.close(fd)
 
 
 def stage_plan_of(stack: Stack, job: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -76,7 +78,8 @@ def reachable_input(ws: Workspace, job_dir: Path, job: dict[str, Any]) -> str:
 def submit_job(stack: Stack, job_id: str) -> list[str]:
     """Queue a prepared job for the stack's workers; returns the stages queued now.
 
-    Stages already done stay done (a resubmitted job resumes); a failed stage is queued again.
+    Stages already done stay done (a resubmitted job resumes), queued or running ones are left to their
+    workers (submitting twice runs nothing twice), and a failed stage is queued again.
     """
     ws = Workspace(stack.workdir)
     job_dir = job_dir_of(ws, job_id)
@@ -85,19 +88,25 @@ def submit_job(stack: Stack, job_id: str) -> list[str]:
         if not plan:
             raise BadInputError(f"job {job_id} has no stages to run")
         job["input"]["file"] = reachable_input(ws, job_dir, job)
-        done = {s["name"] for s in job["stages"] if s.get("status") == "done"}
+        status = {s["name"]: s.get("status", "pending") for s in job["stages"]}
+        done = {n for n, st in status.items() if st == "done"}
+        in_flight = {n for n, st in status.items() if st in IN_FLIGHT}
+        ready = [n for n, step in plan.items()
+                 if n not in done and n not in in_flight and set(step["after"]) <= done]
         for entry in job["stages"]:
-            if entry["name"] not in done:
+            if entry["name"] in ready:
+                entry.update(status="queued")
+                entry.pop("error", None)
+            elif entry["name"] not in done and entry["name"] not in in_flight:
                 entry.update(status="pending")
                 entry.pop("error", None)
-        job["status"] = "queued" if len(done) < len(plan) else "done"
+        job["status"] = "done" if len(done) == len(plan) else "queued"
         job["submitted"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        ready = [n for n, step in plan.items() if n not in done and set(step["after"]) <= done]
     work = {"job": job_id, "dir": str(job_dir.resolve().relative_to(ws.root.resolve())), "plan": plan}
     queued = []
     for name in ready:
         folder = ws.jobs / QUEUE / name
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_like(folder, ws.jobs)
         try:
             fd = os.open(folder / job_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
         except FileExistsError:
@@ -106,6 +115,16 @@ def submit_job(stack: Stack, job_id: str) -> list[str]:
             json.dump({**work, "stage": name, "command": plan[name]["command"]}, out, sort_keys=True)
         queued.append(name)
     return queued
+
+
+def _make_like(folder: Path, parent: Path) -> None:
+    """mkdir -p, owned like ``parent`` when run as root: the workers rename files out of it."""
+    missing = [p for p in (folder.parent, folder) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        owner = parent.stat()
+        for path in missing:
+            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def wait_for_job(stack: Stack, job_id: str, timeout_s: float, poll_s: float = 0.5) -> Iterator[dict[str, Any]]:

@@ -60,15 +60,16 @@ def write_json(path: Path, data: object) -> None:
 
 @contextlib.contextmanager
 def locked_job(job_dir: Path):
-    """job.json for read-modify-write under an exclusive lock: stages of one job can finish together."""
-    with open(job_dir / ".job.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            data = json.loads((job_dir / JOB_FILE).read_text())
-            yield data
-            write_json(job_dir / JOB_FILE, data)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """job.json for read-modify-write under an exclusive lock: stages of one job can finish together.
+    The lock is taken on a read-only descriptor, so the lock file may belong to another user."""
+    fd = os.open(job_dir / ".job.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = json.loads((job_dir / JOB_FILE).read_text())
+        yield data
+        write_json(job_dir / JOB_FILE, data)
+    finally:
+        os.close(fd)
 
 
 def stage_entry(job: dict, stage: str) -> dict:
@@ -195,6 +196,7 @@ class Worker:
                 for name, step in work["plan"].items():
                     if self.stage in step["after"] and set(step["after"]) <= done and name not in done:
                         ready.append(name)
+                        stage_entry(job, name)["status"] = "queued"
 
 
 def healthy(stage: str, root: Path, max_age: float) -> bool:

@@ -138,3 +138,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True with `pytest --update-golden` (or INFRA_UPDATE_GOLDEN=1): golden tests rewrite their files."""
     return bool(request.config.getoption("--update-golden")) or os.environ.get("INFRA_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture(scope="session")
+def native_env() -> Path:
+    """The native ML environment (torch and the `ml` extra), made with `infra env create` when absent.
+
+    It lives at the repository's .venv-ml (git-ignored) so that later runs reuse it.
+    """
+    import sys
+
+    from infra.nativeenv import inspect_env
+
+    path = REPO / ".venv-ml"
+    if not (path / "pyvenv.cfg").is_file() or inspect_env(path).torch is None:
+        result = subprocess.run([sys.executable, "-m", "infra", "env", "create", "--path", str(path), "--torch", "cpu"],
+                                cwd=REPO, capture_output=True, text=True, timeout=2400)
+        assert result.returncode == 0, result.stderr[-3000:]
+    env = inspect_env(path)
+    assert env.torch and env.torch.startswith("2.13.0"), env.torch
+    return path
