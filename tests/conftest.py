@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The Ryuk reaper image cannot be pulled here; tests remove their own containers.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 
 @cache
