@@ -203,8 +203,16 @@ def deploy_swarm(stack: Stack, mode: str, engine: Engine | None = None) -> Itera
         check_native_env(stack, service_images(stack, mode), engine)
     prepare_workspace(stack)
     name = swarm_stack_name(stack, mode)
-    stack_deploy(engine, name, rendered.stack_file)
+    stack_deploy(engine, name, rendered.stack_file, swarm_variables(stack))
     yield f"deployed stack {name} from {rendered.stack_file}"
+
+
+def swarm_variables(stack: Stack) -> dict[str, str]:
+    """Where this node keeps what the stack file mounts (the file leaves them to variables)."""
+    from infra.render.swarm import DATA_VARIABLE, NATIVE_SITE_VARIABLE
+
+    site = (stack.workdir / stack.spec.native_env.path / "lib" / f"python{stack.spec.python}" / "site-packages")
+    return {DATA_VARIABLE: str(stack.workdir.resolve()), NATIVE_SITE_VARIABLE: str(site.resolve())}
 
 
 def remove_swarm(stack: Stack, mode: str, engine: Engine | None = None) -> str:

@@ -74,9 +74,10 @@ def swarm_nodes(engine: Engine) -> int:
         return len(engine.docker.node.list())
 
 
-def stack_deploy(engine: Engine, name: str, file: Path) -> None:
+def stack_deploy(engine: Engine, name: str, file: Path, variables: dict[str, str]) -> None:
     with translate_errors(f"docker stack deploy {name}"):
-        engine.docker.stack.deploy(name, compose_files=[str(file)], resolve_image="never", prune=True)
+        engine.docker.stack.deploy(name, compose_files=[str(file)], resolve_image="never", prune=True,
+                                   variables=variables)
 
 
 def stack_remove(engine: Engine, name: str) -> None:

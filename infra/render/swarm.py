@@ -35,14 +35,19 @@ class SwarmSpec:
     secrets: tuple[tuple[str, str], ...]
 
 
+# What the stack file leaves to the node it is deployed from (`infra deploy` sets both).
+DATA_VARIABLE = "INFRA_DATA"
+NATIVE_SITE_VARIABLE = "INFRA_NATIVE_SITE"
+
+
 def build_swarm_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> SwarmSpec:
     spec = stack.spec
     data_root = f"/srv/{spec.project}"
     native_site = f"{data_root}/native-site" if spec.native_env.torch == "mounted" else None
-    mounts = data_mounts({host: Interpolated(f"${{INFRA_DATA:-{data_root}}}/{host}")
+    mounts = data_mounts({host: Interpolated(f"${{{DATA_VARIABLE}:-{data_root}}}/{host}")
                           for host, _, _ in paths.DATA_MOUNTS})
     images = {name: stack.image_ref(name) for name in stack.images_for_mode(mode)}
-    site = Interpolated(f"${{INFRA_NATIVE_SITE:-{native_site}}}") if native_site else None
+    site = Interpolated(f"${{{NATIVE_SITE_VARIABLE}:-{native_site}}}") if native_site else None
     ca = spec.secrets.ca_bundle
     services = build_services(stack, mode, images, mounts, site, ca)
     return SwarmSpec(
