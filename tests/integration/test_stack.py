@@ -150,3 +150,30 @@ def test_bad_requests(tmp_path: Path, native_env) -> None:
     assert missing.returncode == 2 and missing.stderr.startswith("error: no job 20200101-0001")
     down = infra("up", "--mode", "docker-cpu", cwd=project, env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
     assert down.returncode == 1 and "no Docker engine answers" in down.stderr.splitlines()[0]
+
+
+def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path, native_env, running, ca_bundle) -> None:
+    """SIGINT as soon as the first container exists, while `up` still waits for health."""
+    import signal
+    import time
+
+    project, _, _ = running
+    assert infra("down", "--mode", "docker-cpu", cwd=project).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "infra", "up", "--mode", "docker-cpu"], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not labelled("speech"):
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "no container was created"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, "up was interrupted, not finished"
+    assert "Traceback" not in stderr
+    assert labelled("speech") == [], "no half-started project is left"
+    again = infra("up", "--mode", "docker-cpu", "--scale", "asr=2", cwd=project)   # the module's stack, as it was
+    assert again.returncode == 0, again.stderr[-2000:]
