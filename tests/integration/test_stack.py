@@ -107,6 +107,16 @@ def test_jobs_go_through_the_workers_once_each_with_torch_from_the_native_env(ru
             assert (job_dir / "logs" / f"{stage['name']}.log").exists()
 
 
+def test_ps_and_logs_show_the_workers(running) -> None:
+    project, _, _ = running
+    ps = json.loads(infra("ps", "--mode", "docker-cpu", "--json", cwd=project).stdout)
+    assert sorted({s["service"] for s in ps}) == ["asr", "demux", "diarize", "mux", "subtitles", "vad"]
+    logs = infra("logs", "asr", "--mode", "docker-cpu", "--tail", "50", cwd=project)
+    assert logs.returncode == 0 and "serving stage asr" in logs.stdout
+    unknown = infra("logs", "whisper", "--mode", "docker-cpu", cwd=project)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: no service 'whisper' in docker-cpu")
+
+
 def test_workers_are_not_root_and_cannot_write_the_environment(running) -> None:
     container = subprocess.run(["docker", "ps", "-q", "--filter", "label=io.infra.stage=asr"],
                                capture_output=True, text=True, check=True).stdout.split()[0]
