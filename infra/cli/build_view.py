@@ -6,6 +6,7 @@ from typing import Any
 
 from infra.build import Finished, Started, StepEvent
 from infra.buildreport import BuildSummary
+from infra.registry import PushResult
 from infra.cli.output import stderr_console, stdout_console
 
 STATUS_STYLE = {"built": "green", "up to date": "cyan", "failed": "red", "blocked": "yellow"}
@@ -81,7 +82,7 @@ class BuildView:
             if self.live is not None:
                 self.live.console.print(f"[{STATUS_STYLE[r.status]}]{escape(text)}[/]")
         else:
-            text = str(getattr(event, "remote", "") and f"pushed {event.remote}@{event.digest}" or event)  # type: ignore[attr-defined]
+            text = f"pushed {event.remote}@{event.digest}" if isinstance(event, PushResult) else str(event)
             if self.live is not None:
                 self.live.console.print(escape(text))
         if self.live is not None:
