@@ -14,6 +14,10 @@ The contract every stage keeps:
 - on failure it exits non-zero with a one-line message on stderr that says
   what went wrong, and leaves the job directory consistent so a rerun resumes.
 
-The stage programs themselves come with the pipeline; this package holds only
-the contract until then.
+``_jobio.py`` keeps the contract (job.json, result records in ``results/``,
+locked updates of the stage's entry, exit codes 2 for bad input and 1 for a
+failed run); ``_audio.py``, ``_ffmpeg.py``, ``_models.py`` and ``_speakers.py``
+are helpers the stages share. Stage programs import only the standard library,
+numpy and their own ML libraries, never infra: in their images infra is not
+installed.
 """
