@@ -121,35 +121,63 @@ def wrap(text: str, width: int = MAX_LINE) -> list[str]:
     return lines
 
 
-def fits(text: str) -> bool:
-    return len(wrap(text)) <= MAX_LINES
+def text_of(group: list[Word], prefixed: bool) -> str:
+    body = " ".join(w.text for w in group)
+    return f"{speaker_label(group[0].speaker)}: {body}" if prefixed and group[0].speaker else body
+
+
+def fits(group: list[Word], prefixed: bool) -> bool:
+    """One word always fits; more must make at most MAX_LINES lines and last at most MAX_CUE_S."""
+    return len(group) == 1 or (len(wrap(text_of(group, prefixed))) <= MAX_LINES
+                               and group[-1].end - group[0].start <= MAX_CUE_S)
+
+
+def phrases(words: list[Word]) -> list[list[Word]]:
+    """Runs of words of one speaker, cut at pauses of MAX_PAUSE_S and after sentence ends."""
+    out: list[list[Word]] = []
+    for word in words:
+        last = out[-1][-1] if out else None
+        if (last is None or word.speaker != last.speaker or word.start - last.end > MAX_PAUSE_S
+                or last.text.endswith(SENTENCE_END)):
+            out.append([word])
+        else:
+            out[-1].append(word)
+    return out
+
+
+def split_to_fit(group: list[Word], prefixed: bool) -> list[list[Word]]:
+    """A phrase as few, balanced pieces that fit: halve it where the two sides are most even in length,
+    preferring a break after punctuation, until every piece fits."""
+    if fits(group, prefixed):
+        return [group]
+    lengths = [len(w.text) + 1 for w in group]
+    total = sum(lengths)
+    best, cut = float("inf"), 1
+    for i in range(1, len(group)):
+        left = sum(lengths[:i])
+        cost = abs(total - 2 * left) - (MAX_LINE // 2 if group[i - 1].text.endswith(BREAK_AFTER) else 0)
+        if cost < best:
+            best, cut = cost, i
+    return split_to_fit(group[:cut], prefixed) + split_to_fit(group[cut:], prefixed)
 
 
 def build_cues(words: list[Word], prefixed: bool) -> list[Cue]:
-    """Words -> cues of one speaker that fit the limits; times are the words' own."""
-    cues: list[Cue] = []
-    current: list[Word] = []
+    """Words -> cues of one speaker that fit the limits; times are the words' own.
 
-    def text_of(group: list[Word]) -> str:
-        body = " ".join(w.text for w in group)
-        return f"{speaker_label(group[0].speaker)}: {body}" if prefixed and group[0].speaker else body
-
-    def flush() -> None:
-        if current:
-            cues.append(Cue(current[0].start, current[-1].end, current[0].speaker, tuple(wrap(text_of(current)))))
-            current.clear()
-
-    for word in words:
-        if current:
-            last = current[-1]
-            ends = (word.speaker != current[0].speaker or word.start - last.end > MAX_PAUSE_S
-                    or word.end - current[0].start > MAX_CUE_S or not fits(text_of([*current, word]))
-                    or (last.text.endswith(SENTENCE_END) and len(text_of(current)) >= MAX_LINE // 2))
-            if ends:
-                flush()
-        current.append(word)
-    flush()
-    return cues
+    Each phrase is split until its pieces fit; then a piece that ends a phrase takes in
+    the next phrase of the same speaker when the two fit together (short sentences share a cue)."""
+    groups: list[list[Word]] = []
+    phrase_end = False
+    for phrase in phrases(words):
+        pieces = split_to_fit(phrase, prefixed)
+        first = pieces[0]
+        if (groups and phrase_end and first[0].speaker == groups[-1][-1].speaker
+                and first[0].start - groups[-1][-1].end <= MAX_PAUSE_S and fits(groups[-1] + first, prefixed)):
+            groups[-1] = groups[-1] + first
+            pieces = pieces[1:]
+        groups += pieces
+        phrase_end = True
+    return [Cue(g[0].start, g[-1].end, g[0].speaker, tuple(wrap(text_of(g, prefixed)))) for g in groups]
 
 
 def readable(cues: list[Cue]) -> list[Cue]:
