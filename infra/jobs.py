@@ -38,6 +38,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,79}$")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
 # The stage each workflow must reach; the plan is that stage and everything it waits for.
 WORKFLOW_TARGETS = {"transcribe": "asr", "subtitles": "mux"}
+TASKS = ("transcribe", "translate")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class JobRequest:
     language: str | None = None
     name: str | None = None
     user: str | None = None
+    whisper_model: str | None = None     # None: the recommendation's
+    task: str = "transcribe"             # or translate (into English)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,15 @@ def check_request(request: JobRequest) -> CheckedRequest:
     if language is not None and language != "auto" and not LANGUAGE_RE.match(language):
         raise BadInputError(f"--language {language!r} is not a language code (two or three letters, "
                             "e.g. hi or en; or auto)")
+    if request.task not in TASKS:
+        raise BadInputError(f"--task {request.task!r} is not a task ({', '.join(TASKS)})")
+    if request.whisper_model is not None:
+        from infra.weights import CATALOGUE, whisper_model
+
+        known = [e.name.split("/", 1)[1] for e in CATALOGUE.values() if e.kind == "whisper"]
+        if whisper_model(request.whisper_model) not in CATALOGUE:
+            raise BadInputError(f"--model {request.whisper_model!r} is not a Whisper model infra knows "
+                                f"(known: {', '.join(known)})")
     return CheckedRequest(request, start, end, check_user(request.user), check_name(request.name),
                           None if language in (None, "auto") else language)
 
@@ -165,8 +177,8 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
                       "start_s": start if clip else 0.0, "end_s": end if clip else media.duration_s,
                       "duration_s": end - start if clip else media.duration_s},
             "config": {"project": stack.spec.project, "spec": str(stack.spec_path), "mode": rec.mode,
-                       "language": checked.language,
-                       "whisper_model": rec.whisper_model, "compute_type": rec.compute_type,
+                       "language": checked.language, "task": request.task,
+                       "whisper_model": request.whisper_model or rec.whisper_model, "compute_type": rec.compute_type,
                        "batch_size": rec.batch_size, "chunk_length_s": rec.chunk_length_s,
                        "max_speakers": rec.max_speakers, "torch_policy": stack.spec.native_env.torch,
                        "native_env": str(stack.workdir / stack.spec.native_env.path)},

@@ -8,7 +8,8 @@ import sys
 __all__ = ["main"]
 
 # Options of `infra job prepare` that take a value, and the root options that do.
-PREPARE_VALUE_OPTIONS = {"--start", "--end", "--workflow", "--mode", "--language", "--name", "--user"}
+PREPARE_VALUE_OPTIONS = {"--start", "--end", "--workflow", "--mode", "--language", "--name", "--user", "--model",
+                         "--task"}
 ROOT_VALUE_OPTIONS = {"--file", "-f"}
 
 

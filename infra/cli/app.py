@@ -64,8 +64,18 @@ def modes_arg(stack: "Stack", modes: Optional[list[str]]) -> list:  # noqa: F821
     return list(modes) if modes else defined
 
 
+def mode_arg(mode: Optional[str]) -> Optional[str]:
+    """A --mode value of a job command: one of the three modes, or None."""
+    from infra.errors import BadInputError
+
+    if mode is not None and mode not in ("native", "docker-cpu", "docker-gpu"):
+        raise BadInputError(f"--mode {mode!r} is not a mode (native, docker-cpu, docker-gpu)")
+    return mode
+
+
 from infra.cli import (  # noqa: E402  (registers the commands)
-    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, job_cmd, render_cmd, stack_cmd,
+    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, job_cmd, render_cmd, run_cmd,
+    stack_cmd,
 )
 
 app.add_typer(config_cmd.app, name="config")
@@ -82,3 +92,4 @@ app.command("down")(stack_cmd.down)
 app.command("ps")(stack_cmd.ps)
 app.command("logs")(stack_cmd.logs)
 app.command("deploy")(stack_cmd.deploy)
+app.command("run")(run_cmd.run)

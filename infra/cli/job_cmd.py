@@ -1,4 +1,4 @@
-"""`infra job`: prepare a job from a media file, list the jobs, show one."""
+"""`infra job`: prepare a job from a media file, run its stages, list the jobs, show one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Prepare jobs and find them again.", no_args_is_help=True)
+app = typer.Typer(help="Prepare jobs, run their stages and find them again.", no_args_is_help=True)
 
 
 @app.command("prepare")
@@ -20,18 +20,18 @@ def prepare(
     language: Annotated[Optional[str], typer.Option("--language", help="Spoken language code, e.g. hi or en (default: detect).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="A label for the job.")] = None,
     user: Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Whisper model, e.g. tiny.en or base (default: recommended).")] = None,
+    task: Annotated[str, typer.Option("--task", help="transcribe, or translate into English.")] = "transcribe",
     json_out: Annotated[bool, typer.Option("--json", help="Print job.json.")] = False,
 ) -> None:
     """Check MEDIA with ffprobe, claim a job id, make the job directory (and clip) and write job.json."""
-    from infra.cli.app import load
-    from infra.errors import BadInputError
+    from infra.cli.app import load, mode_arg
     from infra.jobs import JobRequest, check_request, prepare_job
     from infra.media import MediaProbe
 
-    if mode is not None and mode not in ("native", "docker-cpu", "docker-gpu"):
-        raise BadInputError(f"--mode {mode!r} is not a mode (native, docker-cpu, docker-gpu)")
+    mode = mode_arg(mode)
     checked = check_request(JobRequest(media=Path(media), start=start, end=end, workflow=workflow, mode=mode,
-                                       language=language, name=name, user=user))
+                                       language=language, name=name, user=user, whisper_model=model, task=task))
     probe = MediaProbe(Path(media))       # ffprobe reads the file while the spec and the cache load
     job = prepare_job(load(), checked, probe=probe)
     data = job.data
@@ -48,6 +48,23 @@ def prepare(
     typer.echo(f"{job.job_id}  {job.path}")
     typer.echo(f"  {data['workflow']}, mode {cfg['mode']}, whisper {cfg['whisper_model']} {cfg['compute_type']} "
                f"batch {cfg['batch_size']}, {data['input']['duration_s']:.1f} s of media")
+
+
+@app.command("run")
+def run(
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="A job id, YYYYMMDD-NNNN.", show_default=False)],
+    stages: Annotated[Optional[list[str]], typer.Option("--stages", metavar="STAGE[,STAGE]", help="Run only these stages.")] = None,
+    from_stage: Annotated[Optional[str], typer.Option("--from", metavar="STAGE", help="Run this stage and every stage after it again.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run the chosen stages even when they are done.")] = False,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="Run in this mode instead of the job's (native in this version).")] = None,
+) -> None:
+    """Run the job's stages in dependency order; done stages are skipped, so a rerun resumes."""
+    from infra.cli.app import load, mode_arg
+    from infra.cli.run_cmd import run_and_show, stage_list
+    from infra.pipeline import RunRequest
+
+    mode = mode_arg(mode)
+    run_and_show(load(), RunRequest(job_id, stage_list(stages), from_stage, force, mode))
 
 
 @app.command("list")

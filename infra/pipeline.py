@@ -1,0 +1,327 @@
+"""Run a job's stages: plan what runs, run it in dependency order, record it in job.json, resume.
+
+``plan_run`` is pure: from job.json, the spec's stages and the request it
+decides, in dependency order (graphlib), which stages run and which are skipped
+because they are done (status ``done`` and every output present) and nothing
+before them runs again. ``--force`` runs the chosen stages anyway; ``--from
+STAGE`` runs that stage and everything after it; ``--stages`` runs only those.
+A stage whose inputs are neither in the job directory nor made earlier in the
+same run is refused before anything starts.
+
+``run_job`` then runs each stage through a StageRunner (infra/runners.py),
+appending its output to ``logs/<stage>.log``, and yields an event per stage. The
+stage itself records its result; the pipeline adds the runner, the wall time,
+the exit code and the log, marks the stages after a rerun stage ``pending``
+(their inputs changed), and stops at the first failure with the log's tail. Every
+change to job.json goes through the stage contract's locked update
+(stages/_jobio.py, loaded from infra's data folder), so job.json stays
+consistent and a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import graphlib
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+
+from infra.errors import BadInputError, OperationError
+from infra.resources import data_root
+
+if TYPE_CHECKING:
+    from infra.config import Stack
+    from infra.config.models import StageSpec
+    from infra.runners import StageCall, StageRunner
+
+LOGS_DIR = "logs"
+RUN_LOCK = "run.lock"
+LOG_TAIL_LINES = 12
+ASR_STAGE = "asr"
+STAGE_ENV = {"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@cache
+def jobio() -> ModuleType:
+    """stages/_jobio.py, the stage contract, loaded from infra's data folder (the source of the stages)."""
+    path = data_root() / "stages" / "_jobio.py"
+    spec = importlib.util.spec_from_file_location("infra_stage_contract", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module         # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    job_id: str
+    stages: tuple[str, ...] = ()
+    from_stage: str | None = None
+    force: bool = False
+    mode: str | None = None           # None: the job's own mode
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    name: str
+    action: Literal["run", "skip"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    stage: str
+    kind: Literal["skip", "start", "done", "failed"]
+    detail: str = ""
+    seconds: float | None = None
+
+
+class StageFailedError(OperationError):
+    """A stage exited non-zero: its one-line message, the tail of its log, exit 2 when the stage said bad input."""
+
+    def __init__(self, message: str, log_tail: str, exit_code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.stderr_tail = log_tail
+        self.exit_code = exit_code
+
+
+def stage_order(job: dict[str, Any]) -> list[str]:
+    """The job's stages in dependency order; among the stages that are ready, the job's own order decides."""
+    names = [s["name"] for s in job["stages"]]
+    sorter = graphlib.TopologicalSorter({s["name"]: [a for a in s.get("after", []) if a in names]
+                                         for s in job["stages"]})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        raise BadInputError(f"job {job.get('id')}: its stages wait for each other in a cycle ({exc.args[1]})") from None
+    order: list[str] = []
+    ready: list[str] = []
+    while sorter.is_active():
+        ready = sorted([*ready, *sorter.get_ready()], key=names.index)
+        order.append(ready.pop(0))
+        sorter.done(order[-1])
+    return order
+
+
+def downstream(job: dict[str, Any], name: str) -> list[str]:
+    """Every stage of the job that waits, directly or not, for ``name``."""
+    found: list[str] = []
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        for s in job["stages"]:
+            if current in s.get("after", []) and s["name"] not in found:
+                found.append(s["name"])
+                todo.append(s["name"])
+    return found
+
+
+def _check_names(job: dict[str, Any], names: list[str], flag: str) -> None:
+    known = [s["name"] for s in job["stages"]]
+    for name in names:
+        if name not in known:
+            raise BadInputError(f"{flag}: job {job.get('id')} has no stage '{name}' (its stages: {', '.join(known)})")
+
+
+def is_done(job_dir: Path, entry: dict[str, Any], spec: StageSpec) -> bool:
+    return entry.get("status") == "done" and all((job_dir / out).is_file() for out in spec.outputs)
+
+
+def plan_run(job: dict[str, Any], job_dir: Path, specs: dict[str, StageSpec], request: RunRequest) -> list[PlannedStage]:
+    """Which of the job's stages run and which are skipped, in the order they go; refuses what cannot run."""
+    order = stage_order(job)
+    missing = [n for n in order if n not in specs]
+    if missing:
+        raise BadInputError(f"job {job.get('id')} has stages the spec does not define: {', '.join(missing)}",
+                            hint="run it with the spec it was prepared with (-f FILE)")
+    if request.stages and request.from_stage:
+        raise BadInputError("give --stages or --from, not both")
+    _check_names(job, list(request.stages), "--stages")
+    if request.from_stage:
+        _check_names(job, [request.from_stage], "--from")
+    entries = {s["name"]: s for s in job["stages"]}
+    if request.stages:
+        chosen, forced = set(request.stages), set(request.stages) if request.force else set()
+    elif request.from_stage:
+        chosen = {request.from_stage, *downstream(job, request.from_stage)}
+        forced = set(chosen)
+    else:
+        chosen, forced = set(order), set(order) if request.force else set()
+    plan: list[PlannedStage] = []
+    running: set[str] = set()
+    made: set[str] = set()
+    for name in (n for n in order if n in chosen):
+        spec = specs[name]
+        rerun_before = [a for a in entries[name].get("after", []) if a in running]
+        if name in forced:
+            reason = "forced" if request.force else f"--from {request.from_stage}"
+        elif entries[name].get("status") != "done":
+            reason = str(entries[name].get("status") or "pending")
+        elif not is_done(job_dir, entries[name], spec):
+            reason = "an output is missing"
+        elif rerun_before:
+            reason = f"{rerun_before[0]} runs again"
+        else:
+            plan.append(PlannedStage(name, "skip", "done"))
+            continue
+        absent = [i for i in spec.inputs if i not in made and not (job_dir / i).is_file()]
+        if absent:
+            makers = [n for n in order if any(i in specs[n].outputs for i in absent)]
+            how = f"run {', '.join(makers)} first" if makers else "prepare the job again"
+            why = f"--from {request.from_stage}: " if request.from_stage else ""
+            raise BadInputError(f"{why}stage {name} needs {', '.join(absent)}, which {job_dir} does not have: {how}")
+        plan.append(PlannedStage(name, "run", reason))
+        running.add(name)
+        made.update(spec.outputs)
+    return plan
+
+
+def model_cache(job: dict[str, Any]) -> Path:
+    env = os.environ.get(jobio().CACHE_ENV, "").strip()
+    return Path(env) if env else Path(job["workspace"]) / jobio().CACHE_DIR
+
+
+def check_models(job: dict[str, Any], plan: list[PlannedStage]) -> None:
+    """Before anything runs: the Whisper model that ASR will load is in the cache (the stage checks again)."""
+    if not any(p.name == ASR_STAGE and p.action == "run" for p in plan):
+        return
+    from infra.weights import CATALOGUE, whisper_model
+
+    name = str(job.get("config", {}).get("whisper_model"))
+    folder = model_cache(job) / "whisper" / name
+    if not (folder / "model.bin").is_file():
+        known = whisper_model(name) in CATALOGUE
+        raise BadInputError(f"Whisper model {name} is not in the model cache ({folder})",
+                            hint=f"fetch it with `infra bootstrap --model {whisper_model(name)}`" if known else
+                            f"{name} is not in infra's catalogue: put a CTranslate2 model in {folder}")
+
+
+class RunLock:
+    """One `job run` per job at a time: an exclusive, non-blocking flock on the job's run.lock."""
+
+    def __init__(self, job_dir: Path, job_id: str) -> None:
+        self.path, self.job_id = job_dir / RUN_LOCK, job_id
+        self.handle: Any = None
+
+    def __enter__(self) -> RunLock:
+        self.handle = open(self.path, "a")
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            raise OperationError(f"job {self.job_id} is already running (another `infra job run` holds {self.path})")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def set_job_status(job_dir: Path, status: str) -> None:
+    with jobio().locked_job(job_dir) as data:
+        data["status"] = status
+
+
+def final_status(job_dir: Path) -> str:
+    data = jobio().read_job_file(job_dir)
+    statuses = {s.get("status") for s in data["stages"]}
+    return "done" if statuses == {"done"} else "failed" if "failed" in statuses else "incomplete"
+
+
+def log_tail(log: Path, offset: int, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            handle.seek(offset)
+            text = handle.read()
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def load_job(stack: Stack, job_id: str) -> tuple[Path, dict[str, Any]]:
+    from infra.jobs import check_job_id, job_dir_of
+    from infra.workspace import Workspace
+
+    job_dir = job_dir_of(Workspace(stack.workdir), check_job_id(job_id))
+    try:
+        return job_dir, jobio().read_job_file(job_dir)
+    except jobio().StageInputError as exc:
+        raise OperationError(f"job {job_id}: {exc}") from None
+
+
+def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
+    """Run the planned stages of a job; yields events; raises StageFailedError at the first failed stage."""
+    from infra.runners import StageCall, runner_for
+
+    job_dir, job = load_job(stack, request.job_id)
+    plan = plan_run(job, job_dir, stack.spec.stages, request)
+    runner = runner_for(request.mode or job["config"]["mode"], job)
+    if any(p.action == "run" for p in plan):
+        runner.check()
+        check_models(job, plan)
+    with RunLock(job_dir, request.job_id):
+        (job_dir / LOGS_DIR).mkdir(exist_ok=True)
+        set_job_status(job_dir, "running")
+        entries = {s["name"]: s for s in job["stages"]}
+        try:
+            for step in plan:
+                if step.action == "skip":
+                    yield StageEvent(step.name, "skip", step.reason)
+                    continue
+                spec = stack.spec.stages[step.name]
+                call = StageCall(step.name, tuple(spec.command), job_dir, job_dir / LOGS_DIR / f"{step.name}.log",
+                                 spec.image, str(entries[step.name].get("device", "cpu")),
+                                 {**STAGE_ENV, jobio().CACHE_ENV: str(model_cache(job))})
+                yield StageEvent(step.name, "start", step.reason)
+                seconds = run_one(runner, call, job, step)
+                yield StageEvent(step.name, "done", seconds=seconds)
+        except KeyboardInterrupt:
+            set_job_status(job_dir, "stopped")
+            raise
+        except BaseException:
+            set_job_status(job_dir, "failed")
+            raise
+        set_job_status(job_dir, final_status(job_dir))
+
+
+def run_one(runner: StageRunner, call: StageCall, job: dict[str, Any], step: PlannedStage) -> float:
+    """One stage: mark what it makes stale, run it, check what it recorded; its wall seconds."""
+    contract = jobio()
+    for later in downstream(job, call.stage):
+        with contract.locked_job(call.job_dir) as data:
+            for entry in data["stages"]:
+                if entry["name"] == later and entry.get("status") == "done":
+                    entry["status"] = "pending"
+                    entry["stale"] = f"{call.stage} ran again"
+    offset = call.log.stat().st_size if call.log.exists() else 0
+    with open(call.log, "a", encoding="utf-8") as log:
+        log.write(f"=== {contract.now_text()} {runner.name}: {call.stage} ({step.reason})\n")
+    started = time.perf_counter()
+    try:
+        code = runner.run(call)
+    except BaseException:
+        contract.update_stage_entry(call.job_dir, call.stage, status="failed", error="interrupted",
+                                    runner=runner.name)
+        raise
+    wall = round(time.perf_counter() - started, 3)
+    log_rel = f"{LOGS_DIR}/{call.stage}.log"
+    entry = contract.update_stage_entry(call.job_dir, call.stage, runner=runner.name, wall_s=wall, exit_code=code,
+                                        log=log_rel, stale=None)
+    if code == 0 and entry.get("status") == "done":
+        return wall
+    tail = log_tail(call.log, offset)
+    error = entry.get("error") if entry.get("status") == "failed" else None
+    if not error:
+        error = f"killed by signal {-code}" if code < 0 else f"exited with code {code} without recording a result"
+        contract.update_stage_entry(call.job_dir, call.stage, status="failed", error=error)
+    shown = "\n".join(line for line in tail.splitlines() if error not in line and not line.startswith("=== "))
+    raise StageFailedError(f"stage {call.stage} failed: {error}", shown, 2 if code == 2 else 1,
+                           hint=f"full log: {call.log}; after fixing it, `infra job run {job['id']}` resumes here")

@@ -1,0 +1,111 @@
+"""Stage runners: how one stage program runs on one job, natively now, in its container later.
+
+The pipeline hands a runner a ``StageCall`` (the stage, its command from the
+spec, the job directory, its log file and the environment it needs) and gets an
+exit code back; everything else (order, resume, job.json) is the pipeline's.
+A container runner for the docker modes (``docker run`` of the stage's image
+through the engine adapter, with the job directory, the model cache and the
+native environment mounted) fits the same protocol and goes in ``RUNNERS``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from infra.errors import BadInputError
+from infra.resources import data_root
+
+PYTHON_NAMES = frozenset({"python", "python3"})
+STOP_WAIT_S = 10
+
+
+@dataclass(frozen=True)
+class StageCall:
+    stage: str
+    command: tuple[str, ...]          # the spec's command, e.g. (python3, -m, stages.asr); the job dir is appended
+    job_dir: Path
+    log: Path                         # the runner appends the stage's stdout and stderr here
+    image: str
+    device: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class StageRunner(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise BadInputError when this runner cannot run stages at all (before any stage starts)."""
+
+    def run(self, call: StageCall) -> int:
+        """Run the stage to its end; returns its exit code (negative: killed by that signal)."""
+
+
+class NativeRunner:
+    """Each stage as a subprocess of the native environment's Python, with infra's stages package on its path."""
+
+    name = "native"
+
+    def __init__(self, env_path: Path) -> None:
+        self.env_path = env_path
+        self.python = env_path / "bin" / "python"
+
+    def check(self) -> None:
+        if not self.python.exists():
+            raise BadInputError(f"native environment {self.env_path} not found (no bin/python)",
+                                hint=f"create it: python3 -m venv {self.env_path} && "
+                                     f"{self.env_path}/bin/pip install 'infra[ml]' (or set native_env.path in the spec)")
+
+    def command(self, call: StageCall) -> list[str]:
+        first, *rest = call.command
+        return [str(self.python) if first in PYTHON_NAMES else first, *rest, str(call.job_dir)]
+
+    def environment(self, call: StageCall) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        env.update(call.env)
+        env["PYTHONPATH"] = str(data_root())
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def run(self, call: StageCall) -> int:
+        with open(call.log, "a", encoding="utf-8") as log:
+            proc = subprocess.Popen(self.command(call), cwd=call.job_dir, env=self.environment(call),
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                return proc.wait()
+            except BaseException:                # Ctrl-C or a kill of infra: stop the stage too
+                stop(proc)
+                raise
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM the stage's process group, then SIGKILL it if it has not ended after STOP_WAIT_S."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def native_runner(job: dict[str, Any]) -> StageRunner:
+    return NativeRunner(Path(job["config"]["native_env"]))
+
+
+# mode -> the runner that runs a job's stages in that mode
+RUNNERS: dict[str, Callable[[dict[str, Any]], StageRunner]] = {"native": native_runner}
+
+
+def runner_for(mode: str, job: dict[str, Any]) -> StageRunner:
+    if mode not in RUNNERS:
+        raise BadInputError(f"mode {mode}: this version runs stages natively only (the container runner comes later)",
+                            hint="run it with --mode native")
+    return RUNNERS[mode](job)
