@@ -198,10 +198,9 @@ def check_models(job: dict[str, Any], plan: list[PlannedStage]) -> None:
     name = str(job.get("config", {}).get("whisper_model"))
     folder = model_cache(job) / "whisper" / name
     if not (folder / "model.bin").is_file():
-        known = whisper_model(name) in CATALOGUE
-        raise BadInputError(f"Whisper model {name} is not in the model cache ({folder})",
-                            hint=f"fetch it with `infra bootstrap --model {whisper_model(name)}`" if known else
-                            f"{name} is not in infra's catalogue: put a CTranslate2 model in {folder}")
+        how = (f"fetch it with `infra bootstrap --model {whisper_model(name)}`" if whisper_model(name) in CATALOGUE
+               else "it is not in infra's catalogue: put a CTranslate2 Whisper model there")
+        raise BadInputError(f"Whisper model {name} is not in the model cache ({folder}): {how}")
 
 
 class RunLock:
