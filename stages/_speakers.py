@@ -10,8 +10,10 @@
    then symmetrise, diffuse and row-normalise. The number of speakers is the
    largest eigengap among the eigenvalues that reach EIGEN_MIN_SHARE of the
    largest (at most the job's max_speakers); k-means on the eigenvectors gives
-   the labels. Long films are pooled to at most MAX_CLUSTERED windows first and
-   every window then joins its nearest speaker.
+   the labels. Then clusters whose windows are on average at least
+   MERGE_SIMILARITY alike are merged: the eigengap alone splits one voice whose
+   delivery varies. Long films are pooled to at most MAX_CLUSTERED windows first
+   and every window then joins its nearest speaker.
 4. Turns: every speech frame takes the label most of its windows carry.
 
 The rule for the number of speakers favours fewer speakers: a speaker with
@@ -33,6 +35,7 @@ STEP_FRAMES = 25               # 0.25 s
 MIN_SPEECH_SHARE = 0.5         # a window is embedded when at least half of it is speech
 ROW_KEEP = 0.3
 EIGEN_MIN_SHARE = 0.4
+MERGE_SIMILARITY = 0.75        # clusters this alike (mean cosine between their windows) are one speaker
 MAX_CLUSTERED = 1500
 KMEANS_SEED = 0
 BATCH = 256
@@ -140,6 +143,25 @@ def kmeans(points: Any, k: int, rounds: int = 100) -> Any:
     return labels
 
 
+def merge_alike(emb: Any, labels: Any) -> Any:
+    """Merge the two most alike clusters while the mean cosine between their members reaches MERGE_SIMILARITY;
+    labels renumbered 0..k-1."""
+    import numpy as np
+
+    labels = labels.copy()
+    while True:
+        names = sorted(set(labels.tolist()))
+        sums = {n: emb[labels == n].sum(0) for n in names}
+        sizes = {n: int((labels == n).sum()) for n in names}
+        pairs = [(float(sums[a] @ sums[b]) / (sizes[a] * sizes[b]), a, b) for i, a in enumerate(names)
+                 for b in names[i + 1:]]
+        if not pairs or max(pairs)[0] < MERGE_SIMILARITY:
+            break
+        _, a, b = max(pairs)
+        labels[labels == b] = a
+    return np.unique(labels, return_inverse=True)[1]
+
+
 def cluster(emb: Any, max_speakers: int) -> Any:
     """A speaker label per embedding (0 is the first to speak)."""
     import numpy as np
@@ -155,7 +177,8 @@ def cluster(emb: Any, max_speakers: int) -> Any:
     if k == 1:
         return np.zeros(len(emb), dtype=int)
     rows = vectors[:, :k] / np.maximum(np.linalg.norm(vectors[:, :k], axis=1, keepdims=True), 1e-9)
-    pooled_labels = kmeans(rows, k)
+    pooled_labels = merge_alike(pooled, kmeans(rows, k))
+    k = int(pooled_labels.max()) + 1
     centres = np.stack([pooled[pooled_labels == j].mean(0) for j in range(k) if (pooled_labels == j).any()])
     labels = (emb @ centres.T).argmax(1) if group > 1 else pooled_labels
     order = {old: new for new, old in enumerate(dict.fromkeys(labels.tolist()))}
