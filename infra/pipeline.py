@@ -13,28 +13,26 @@ appending its output to ``logs/<stage>.log``, and yields an event per stage. The
 stage itself records its result; the pipeline adds the runner, the wall time,
 the exit code and the log, marks the stages after a rerun stage ``pending``
 (their inputs changed), and stops at the first failure with the log's tail. Every
-change to job.json goes through the stage contract's locked update
-(stages/_jobio.py, loaded from infra's data folder), so job.json stays
-consistent and a rerun resumes.
+change to job.json is made under the job's lock (infra/jobqueue.py), the same
+lock the stages and the stack's workers take, so job.json stays consistent and
+a rerun resumes.
 """
 
 from __future__ import annotations
 
 import fcntl
 import graphlib
-import importlib.util
+import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from infra.errors import BadInputError, OperationError
-from infra.resources import data_root
+from infra.jobqueue import locked_job
 
 if TYPE_CHECKING:
     from infra.config import Stack
@@ -43,21 +41,11 @@ if TYPE_CHECKING:
 
 LOGS_DIR = "logs"
 RUN_LOCK = "run.lock"
+CACHE_ENV = "INFRA_CACHE"             # the model cache the stages read (stages/_jobio.py)
+CACHE_DIR = "shared-model-and-cache"
 LOG_TAIL_LINES = 12
 ASR_STAGE = "asr"
 STAGE_ENV = {"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-@cache
-def jobio() -> ModuleType:
-    """stages/_jobio.py, the stage contract, loaded from infra's data folder (the source of the stages)."""
-    path = data_root() / "stages" / "_jobio.py"
-    spec = importlib.util.spec_from_file_location("infra_stage_contract", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module         # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -185,8 +173,8 @@ def plan_run(job: dict[str, Any], job_dir: Path, specs: dict[str, StageSpec], re
 
 
 def model_cache(job: dict[str, Any]) -> Path:
-    env = os.environ.get(jobio().CACHE_ENV, "").strip()
-    return Path(env) if env else Path(job["workspace"]) / jobio().CACHE_DIR
+    env = os.environ.get(CACHE_ENV, "").strip()
+    return Path(env) if env else Path(job["workspace"]) / CACHE_DIR
 
 
 def check_models(job: dict[str, Any], plan: list[PlannedStage]) -> None:
@@ -208,29 +196,40 @@ class RunLock:
 
     def __init__(self, job_dir: Path, job_id: str) -> None:
         self.path, self.job_id = job_dir / RUN_LOCK, job_id
-        self.handle: Any = None
+        self.fd = -1
 
     def __enter__(self) -> RunLock:
-        self.handle = open(self.path, "a")
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.handle.close()
+            os.close(self.fd)
             raise OperationError(f"job {self.job_id} is already running (another `infra job run` holds {self.path})")
         return self
 
     def __exit__(self, *_: object) -> None:
-        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-        self.handle.close()
+        os.close(self.fd)
 
 
 def set_job_status(job_dir: Path, status: str) -> None:
-    with jobio().locked_job(job_dir) as data:
+    with locked_job(job_dir) as data:
         data["status"] = status
 
 
+def update_entry(job_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
+    """Set keys of one stage's entry in job.json under the job's lock (None removes a key); the new entry."""
+    with locked_job(job_dir) as data:
+        entry = next(s for s in data["stages"] if s["name"] == name)
+        for key, value in changes.items():
+            if value is None:
+                entry.pop(key, None)
+            else:
+                entry[key] = value
+        return dict(entry)
+
+
 def final_status(job_dir: Path) -> str:
-    data = jobio().read_job_file(job_dir)
+    data = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
     statuses = {s.get("status") for s in data["stages"]}
     return "done" if statuses == {"done"} else "failed" if "failed" in statuses else "incomplete"
 
@@ -246,14 +245,14 @@ def log_tail(log: Path, offset: int, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def load_job(stack: Stack, job_id: str) -> tuple[Path, dict[str, Any]]:
-    from infra.jobs import check_job_id, job_dir_of
+    from infra.jobs import job_dir_of, read_job
     from infra.workspace import Workspace
 
-    job_dir = job_dir_of(Workspace(stack.workdir), check_job_id(job_id))
-    try:
-        return job_dir, jobio().read_job_file(job_dir)
-    except jobio().StageInputError as exc:
-        raise OperationError(f"job {job_id}: {exc}") from None
+    ws = Workspace(stack.workdir)
+    job = read_job(ws, job_id)
+    if not isinstance(job.get("stages"), list):
+        raise OperationError(f"job {job_id}: its job.json has no stages list")
+    return job_dir_of(ws, job_id), job
 
 
 def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
@@ -278,7 +277,7 @@ def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
                 spec = stack.spec.stages[step.name]
                 call = StageCall(step.name, tuple(spec.command), job_dir, job_dir / LOGS_DIR / f"{step.name}.log",
                                  spec.image, str(entries[step.name].get("device", "cpu")),
-                                 {**STAGE_ENV, jobio().CACHE_ENV: str(model_cache(job))})
+                                 {**STAGE_ENV, CACHE_ENV: str(model_cache(job))})
                 yield StageEvent(step.name, "start", step.reason)
                 seconds = run_one(runner, call, job, step)
                 yield StageEvent(step.name, "done", seconds=seconds)
@@ -293,26 +292,25 @@ def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
 
 def run_one(runner: StageRunner, call: StageCall, job: dict[str, Any], step: PlannedStage) -> float:
     """One stage: mark what it makes stale, run it, check what it recorded; its wall seconds."""
-    contract = jobio()
-    for later in downstream(job, call.stage):
-        with contract.locked_job(call.job_dir) as data:
-            for entry in data["stages"]:
-                if entry["name"] == later and entry.get("status") == "done":
-                    entry["status"] = "pending"
-                    entry["stale"] = f"{call.stage} ran again"
+    later = set(downstream(job, call.stage))
+    with locked_job(call.job_dir) as data:
+        for entry in data["stages"]:
+            if entry["name"] in later and entry.get("status") == "done":
+                entry.update(status="pending", stale=f"{call.stage} ran again")
     offset = call.log.stat().st_size if call.log.exists() else 0
     with open(call.log, "a", encoding="utf-8") as log:
-        log.write(f"=== {contract.now_text()} {runner.name}: {call.stage} ({step.reason})\n")
+        log.write(f"=== {datetime.now().astimezone().isoformat(timespec='seconds')} {runner.name}: "
+                  f"{call.stage} ({step.reason})\n")
     started = time.perf_counter()
     try:
         code = runner.run(call)
     except BaseException:
-        contract.update_stage_entry(call.job_dir, call.stage, status="failed", error="interrupted",
+        update_entry(call.job_dir, call.stage, status="failed", error="interrupted",
                                     runner=runner.name)
         raise
     wall = round(time.perf_counter() - started, 3)
     log_rel = f"{LOGS_DIR}/{call.stage}.log"
-    entry = contract.update_stage_entry(call.job_dir, call.stage, runner=runner.name, wall_s=wall, exit_code=code,
+    entry = update_entry(call.job_dir, call.stage, runner=runner.name, wall_s=wall, exit_code=code,
                                         log=log_rel, stale=None)
     if code == 0 and entry.get("status") == "done":
         return wall
@@ -320,7 +318,7 @@ def run_one(runner: StageRunner, call: StageCall, job: dict[str, Any], step: Pla
     error = entry.get("error") if entry.get("status") == "failed" else None
     if not error:
         error = f"killed by signal {-code}" if code < 0 else f"exited with code {code} without recording a result"
-        contract.update_stage_entry(call.job_dir, call.stage, status="failed", error=error)
+        update_entry(call.job_dir, call.stage, status="failed", error=error)
     shown = "\n".join(line for line in tail.splitlines() if error not in line and not line.startswith("=== "))
     raise StageFailedError(f"stage {call.stage} failed: {error}", shown, 2 if code == 2 else 1,
                            hint=f"full log: {call.log}; after fixing it, `infra job run {job['id']}` resumes here")

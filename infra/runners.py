@@ -56,10 +56,11 @@ class NativeRunner:
         self.python = env_path / "bin" / "python"
 
     def check(self) -> None:
+        from infra.nativeenv import CREATE_HINT
+
         if not self.python.exists():
             raise BadInputError(f"native environment {self.env_path} not found (no bin/python)",
-                                hint=f"create it: python3 -m venv {self.env_path} && "
-                                     f"{self.env_path}/bin/pip install 'infra[ml]' (or set native_env.path in the spec)")
+                                hint=f"{CREATE_HINT}, or set native_env.path in the spec")
 
     def command(self, call: StageCall) -> list[str]:
         first, *rest = call.command

