@@ -8,8 +8,9 @@ Two backends, the first that can run:
 - ``silero``: Silero VAD v6 from the ONNX file that faster-whisper's wheel ships,
   run by onnxruntime; no torch, no download.
 
-Segments longer than the job's chunk length are cut (at a pause where there is
-one), so that each fits one Whisper window.
+Segments longer than the job's chunk length are cut, so that each fits one
+Whisper window: Silero cuts at a short pause where there is one, pyannote's
+segments are cut into equal parts.
 Usage: python3 -m stages.vad [JOB_DIR]
 """
 
