@@ -9,8 +9,8 @@ with_test=0
 [ "${1:-}" = "--test" ] && with_test=1
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-packages=(ffmpeg debootstrap)
-[ "$with_test" = 1 ] && packages+=(espeak-ng sox docker-registry apache2-utils)
+packages=(ffmpeg debootstrap espeak-ng)   # espeak-ng speaks `infra run --sample` when pyannote's sample is absent
+[ "$with_test" = 1 ] && packages+=(sox docker-registry apache2-utils)
 
 missing=()
 for p in "${packages[@]}"; do
