@@ -68,7 +68,7 @@ def run_and_show(stack: Stack, request: Any) -> None:
 
 
 def run(
-    media: Annotated[Optional[str], typer.Argument(metavar="[MEDIA]", help="The film or audio file.", show_default=False)] = None,
+    media: Annotated[Optional[str], typer.Argument(metavar="MEDIA", help="The film or audio file (or --sample).", show_default=False)] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Use the built-in sample (two speakers; made on first use).")] = False,
     start: Annotated[Optional[str], typer.Option("--start", metavar="HH:MM:SS", help="Cut a clip from here; needs --end.")] = None,
     end: Annotated[Optional[str], typer.Option("--end", metavar="HH:MM:SS", help="End of the clip.")] = None,

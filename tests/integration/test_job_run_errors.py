@@ -132,3 +132,10 @@ def test_a_job_whose_job_json_was_removed(prepared: dict, run_cli) -> None:
     (prepared["dir"] / "job.json").unlink()
     result = run_cli("job", "run", prepared["id"])
     assert result.code == 1 and len(errors(result)) == 1 and "job.json is missing" in errors(result)[0]
+
+
+def test_infra_run_takes_media_or_the_sample_not_both_nor_neither(workspace: Path, run_cli) -> None:
+    for args in ((), ("film.mp4", "--sample")):
+        result = run_cli("run", *args, cwd=workspace)
+        assert result.code == 2 and errors(result) == ["error: give MEDIA or --sample (one of them)"]
+    assert not (workspace / "jobs").exists() or not list((workspace / "jobs").iterdir())
