@@ -261,7 +261,7 @@ def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
 
     job_dir, job = load_job(stack, request.job_id)
     plan = plan_run(job, job_dir, stack.spec.stages, request)
-    runner = runner_for(request.mode or job["config"]["mode"], job)
+    runner = runner_for(request.mode or job["config"]["mode"], job, stack)
     if any(p.action == "run" for p in plan):
         runner.check()
         check_models(job, plan)

@@ -1,11 +1,11 @@
-"""Stage runners: how one stage program runs on one job, natively now, in its container later.
+"""Stage runners: how one stage program runs on one job, natively or in its stage image.
 
 The pipeline hands a runner a ``StageCall`` (the stage, its command from the
 spec, the job directory, its log file and the environment it needs) and gets an
 exit code back; everything else (order, resume, job.json) is the pipeline's.
-A container runner for the docker modes (``docker run`` of the stage's image
-through the engine adapter, with the job directory, the model cache and the
-native environment mounted) fits the same protocol and goes in ``RUNNERS``.
+The container runner (infra/containerrunner.py) runs the same command with
+``docker run`` of the stage's image, the workspace and the native environment
+mounted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -97,16 +96,14 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         pass
 
 
-def native_runner(job: dict[str, Any]) -> StageRunner:
-    return NativeRunner(Path(job["config"]["native_env"]))
+def runner_for(mode: str, job: dict[str, Any], stack: Any) -> StageRunner:
+    """The runner for ``mode``: natively, or in the stage images (docker-cpu, docker-gpu)."""
+    if mode == "native":
+        return NativeRunner(Path(job["config"]["native_env"]))
+    if mode in ("docker-cpu", "docker-gpu"):
+        from infra.containerrunner import ContainerRunner
 
-
-# mode -> the runner that runs a job's stages in that mode
-RUNNERS: dict[str, Callable[[dict[str, Any]], StageRunner]] = {"native": native_runner}
-
-
-def runner_for(mode: str, job: dict[str, Any]) -> StageRunner:
-    if mode not in RUNNERS:
-        raise BadInputError(f"mode {mode}: this version runs stages natively only (the container runner comes later)",
-                            hint="run it with --mode native")
-    return RUNNERS[mode](job)
+        if mode not in stack.spec.modes:
+            raise BadInputError(f"mode {mode} is not defined in {stack.spec_path.name}")
+        return ContainerRunner(stack, mode, job)
+    raise BadInputError(f"unknown mode {mode!r} (native, docker-cpu, docker-gpu)")

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from stages._jobio import StageError, locked_job
 
 QUEUE, RUNNING, WORKERS = "queue", "running", "workers"
 JOB_FILE = "job.json"
@@ -46,30 +46,6 @@ def data_root() -> Path:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: object) -> None:
-    """Atomically replace ``path`` (a reader sees the old file or the new one, never half)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2, sort_keys=True)
-        out.write("\n")
-    os.chmod(tmp, 0o664)
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def locked_job(job_dir: Path):
-    """job.json for read-modify-write under an exclusive lock: stages of one job can finish together.
-    The lock is taken on a read-only descriptor, so the lock file may belong to another user."""
-    fd = os.open(job_dir / ".job.lock", os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        data = json.loads((job_dir / JOB_FILE).read_text())
-        yield data
-        write_json(job_dir / JOB_FILE, data)
-    finally:
-        os.close(fd)
 
 
 def stage_entry(job: dict, stage: str) -> dict:
@@ -152,7 +128,7 @@ class Worker:
             (job_dir / "logs").mkdir(exist_ok=True)
             with open(job_dir / "logs" / f"{self.stage}.log", "a") as out:
                 code = subprocess.run(work["command"], cwd=job_dir, stdout=out, stderr=subprocess.STDOUT).returncode
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, StageError) as exc:
             code, reason = 1, f"{type(exc).__name__}: {exc}"
         else:
             reason = f"exit code {code}" if code else ""
@@ -170,10 +146,10 @@ class Worker:
 
     def finish(self, work: dict, job_dir: Path, ok: bool, seconds: float, reason: str) -> None:
         """Record the outcome; on success queue the stages that were waiting only for this one."""
-        ready = []
+        ready: list[str] = []
         try:
-            self._record(work, job_dir, ok, seconds, reason, ready)
-        except (OSError, KeyError, ValueError) as exc:
+            ok = self._record(work, job_dir, ok, seconds, reason, ready)
+        except (OSError, KeyError, ValueError, StageError) as exc:
             log(f"{work.get('job')}: cannot record {self.stage} in {job_dir / JOB_FILE}: {type(exc).__name__}: {exc}")
             return
         for name in ready:
@@ -181,12 +157,16 @@ class Worker:
         log(f"{work['job']}: {self.stage} {'done' if ok else 'failed'} in {seconds:.1f} s"
             + (f" ({reason})" if reason else "") + (f"; queued {', '.join(ready)}" if ready else ""))
 
-    def _record(self, work: dict, job_dir: Path, ok: bool, seconds: float, reason: str, ready: list[str]) -> None:
+    def _record(self, work: dict, job_dir: Path, ok: bool, seconds: float, reason: str, ready: list[str]) -> bool:
         with locked_job(job_dir) as job:
             entry = stage_entry(job, self.stage)
-            entry.update(status="done" if ok else "failed", finished=now_iso(), seconds=round(seconds, 3))
-            if reason:
-                entry["error"] = reason
+            # The stage records its own result (stages/_jobio.py); the worker fills in only what a stage
+            # that crashed or was killed could not, and never overwrites the stage's seconds or error.
+            ok = ok and entry.get("status") != "failed"
+            entry.update(status="done" if ok else "failed", worker=self.id, worker_seconds=round(seconds, 3),
+                         finished=entry.get("finished") or now_iso())
+            if not ok and not entry.get("error"):
+                entry["error"] = reason or "failed without a message"
             done = {s["name"] for s in job["stages"] if s.get("status") == "done"}
             if not ok:
                 job["status"] = "failed"
@@ -197,6 +177,7 @@ class Worker:
                     if self.stage in step["after"] and set(step["after"]) <= done and name not in done:
                         ready.append(name)
                         stage_entry(job, name)["status"] = "queued"
+        return ok
 
 
 def healthy(stage: str, root: Path, max_age: float) -> bool:

@@ -73,7 +73,7 @@ def run(
     start: Annotated[Optional[str], typer.Option("--start", metavar="HH:MM:SS", help="Cut a clip from here; needs --end.")] = None,
     end: Annotated[Optional[str], typer.Option("--end", metavar="HH:MM:SS", help="End of the clip.")] = None,
     workflow: Annotated[str, typer.Option("--workflow", help="transcribe or subtitles.")] = "subtitles",
-    mode: Annotated[Optional[str], typer.Option("--mode", help="native, docker-cpu or docker-gpu (default: native in this version).")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="native, docker-cpu or docker-gpu (default: recommended).")] = None,
     language: Annotated[Optional[str], typer.Option("--language", help="Spoken language code, e.g. hi or en (default: detect).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Whisper model, e.g. tiny.en or base (default: recommended).")] = None,
     task: Annotated[str, typer.Option("--task", help="transcribe, or translate into English.")] = "transcribe",
@@ -85,14 +85,11 @@ def run(
     from infra.errors import BadInputError
     from infra.jobs import JobRequest, check_request, prepare_job
     from infra.pipeline import RunRequest
-    from infra.runners import RUNNERS
 
     if (media is None) == (not sample):
         raise BadInputError("give MEDIA or --sample (one of them)")
     mode = mode_arg(mode)
     stack = load()
-    if mode is None and set(stack.spec.modes) - set(RUNNERS):
-        mode = "native"                   # until the container runner comes, the recommendation may name a mode without one
     if sample:
         from infra.sample import sample_media
         from infra.workspace import Workspace

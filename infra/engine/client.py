@@ -169,6 +169,33 @@ class Engine:
         with translate_errors(f"probe of {ref}"):
             return str(self.docker.run(ref, ["-c", code], entrypoint="python3", remove=True, networks=["none"]))
 
+    def run_to_log(self, ref: str, command: list[str], log: Path, *, name: str, mounts: list[tuple[str, str, bool]],
+                   env: dict[str, str], workdir: str, user: str | None = None, gpus: bool = False,
+                   labels: dict[str, str] | None = None) -> int:
+        """``docker run --rm`` one command, its output appended to ``log``; returns its exit code.
+        Ctrl-C (or any interruption) stops the container before it is raised again."""
+        cmd = [*self._cli(), "run", "--rm", "--name", name, "--workdir", workdir, "--network", "none",
+               "--security-opt", "no-new-privileges:true", "--cap-drop", "ALL"]
+        for source, target, read_only in mounts:
+            cmd += ["--mount", f"type=bind,source={source},target={target}" + (",readonly" if read_only else "")]
+        for key, value in sorted(env.items()):
+            cmd += ["--env", f"{key}={value}"]
+        for key, value in sorted((labels or {}).items()):
+            cmd += ["--label", f"{key}={value}"]
+        if user:
+            cmd += ["--user", user]
+        if gpus:
+            cmd += ["--gpus", "all"]
+        cmd += [ref, *command]
+        with open(log, "a", encoding="utf-8") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            try:
+                return proc.wait()
+            except BaseException:
+                subprocess.run([*self._cli(), "stop", "--time", "10", name], capture_output=True)
+                proc.wait()
+                raise
+
     def remote_image_exists(self, ref: str) -> bool:
         """Whether a registry holds ``ref`` (asks the registry, pulls nothing)."""
         from python_on_whales.exceptions import DockerException

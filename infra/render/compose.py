@@ -105,6 +105,9 @@ def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tup
             "INFRA_CACHE": paths.CACHE,
             "HF_HOME": f"{paths.CACHE}/huggingface",
             "TORCH_HOME": f"{paths.CACHE}/torch",
+            # numba (librosa, under resemblyzer) caches compiled code beside the sources by default,
+            # which the read-only native env refuses: it would compile again in every container.
+            "NUMBA_CACHE_DIR": f"{paths.CACHE}/numba",
         }
         if ca_file is not None:
             env["SSL_CERT_FILE"] = paths.CA_IN_CONTAINER

@@ -23,7 +23,8 @@ USER 0:0
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     PIP_CERT=/run/secrets/ca_bundle pip install \
-      'onnxruntime>=1.17'
+      'onnxruntime>=1.17' \
+      faster-whisper==1.2.1
 
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \

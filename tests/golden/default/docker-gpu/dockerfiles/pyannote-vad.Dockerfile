@@ -21,7 +21,8 @@ USER 0:0
 
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     pip install \
-      'onnxruntime>=1.17'
+      'onnxruntime>=1.17' \
+      faster-whisper==1.2.1
 
 USER 10001:10001
 
