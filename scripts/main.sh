@@ -15,11 +15,12 @@ fi
 work="${INFRA_WORKDIR:-$HOME/.cache/infra/main}"   # away from the repo's infra.yaml: the built-in spec is used
 mkdir -p "$work" && cd "$work"
 "$infra" config validate
-"$infra" doctor
-"$infra" build --mode docker-cpu
-# The native ML environment the stages run in (kept when it already has what they import).
+# The native ML environment the stages use, natively or mounted into the containers
+# (kept when it already has what they import).
 if ! "$work/.venv-ml/bin/python" -c 'import faster_whisper, resemblyzer, onnxruntime' 2>/dev/null; then
   "$infra" env create
 fi
 "$infra" bootstrap                 # workspace, hardware cache, the recommended Whisper model from PyPI
-"$infra" run --sample              # prints where the SRT, the WebVTT and the muxed MP4 are
+"$infra" doctor
+"$infra" build --mode docker-cpu
+"$infra" run --sample              # in the recommended mode; prints where the SRT, the WebVTT and the muxed MP4 are

@@ -66,7 +66,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, ml_env: Path, model_cache: Pat
         return subprocess.run([sys.executable, "-m", "infra", *args], cwd=ws, env=env, capture_output=True, text=True,
                               timeout=300)
 
-    first = infra("run", "--sample", "--model", "tiny.en", "--language", "en")
+    first = infra("run", "--sample", "--mode", "native", "--model", "tiny.en", "--language", "en")
     assert first.returncode == 0, first.stdout + first.stderr
     job_id = re.search(r"^job (\d{8}-\d{4}):", first.stdout, re.M).group(1)
     job_dir = ws / (ws / "jobs" / job_id).read_text().strip()
@@ -156,6 +156,33 @@ def test_rerunning_a_stage_marks_the_stages_after_it_pending(run: dict) -> None:
     assert status["demux"] == ("done", None)
     assert {status[s] for s in STAGES[1:]} == {("pending", "demux ran again")}
     assert data["status"] == "incomplete"
+
+
+@pytest.mark.docker
+def test_docker_cpu_run_of_the_same_job_gives_the_same_subtitles(run: dict, model_cache: Path, ca_bundle) -> None:
+    """The job run again with every stage in its stage image (torch from the mounted env): same subtitles."""
+    import shutil
+
+    again = run["infra"]("job", "run", run["id"], "--force")
+    assert again.returncode == 0, again.stderr
+    native_srt = (run["dir"] / "subtitles.srt").read_text()
+    shutil.copytree(model_cache / "whisper", run["ws"] / "shared-model-and-cache" / "whisper",
+                    copy_function=os.link, dirs_exist_ok=True)
+    env_ca = {"INFRA_CA_BUNDLE": ca_bundle} if ca_bundle else {}
+    built = subprocess.run([sys.executable, "-m", "infra", "build", "--mode", "docker-cpu"], cwd=run["ws"],
+                           env={**os.environ, **env_ca}, capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stderr[-3000:]
+    docker = subprocess.run([sys.executable, "-m", "infra", "job", "run", run["id"], "--mode", "docker-cpu", "--force"],
+                            cwd=run["ws"], env={**os.environ, **env_ca, "INFRA_CACHE": str(model_cache)},
+                            capture_output=True, text=True, timeout=600)
+    assert docker.returncode == 0, docker.stdout + docker.stderr
+    data = json.loads((run["dir"] / "job.json").read_text())
+    assert {s["runner"] for s in data["stages"]} == {"docker-cpu"}
+    assert (run["dir"] / "subtitles.srt").read_text() == native_srt
+    assert (run["dir"] / "subtitled.mp4").stat().st_size > 0
+    leftover = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.infra.job={run['id']}"],
+                              capture_output=True, text=True).stdout
+    assert leftover.strip() == "", "every stage container is removed"
 
 
 ONE_VOICE = """
