@@ -9,8 +9,10 @@ scripts/setup.sh
 infra="$repo/.venv/bin/infra"
 # Behind a TLS-intercepting proxy, builds need the CA bundle that this machine's pip trusts.
 if [ -z "${INFRA_CA_BUNDLE:-}" ]; then
-  cert="$("$repo/.venv/bin/python" -m pip config get global.cert 2>/dev/null || true)"
-  if [ -n "$cert" ] && [ -f "$cert" ]; then export INFRA_CA_BUNDLE="$cert"; fi
+  for cert in "${PIP_CERT:-}" $("$repo/.venv/bin/python" -m pip config list 2>/dev/null \
+                                | sed -n "s/^[^=]*\.cert='\(.*\)'\$/\1/p"); do
+    if [ -n "$cert" ] && [ -f "$cert" ]; then export INFRA_CA_BUNDLE="$cert"; break; fi
+  done
 fi
 work="${INFRA_WORKDIR:-$HOME/.cache/infra/main}"   # away from the repo's infra.yaml: the built-in spec is used
 mkdir -p "$work" && cd "$work"
