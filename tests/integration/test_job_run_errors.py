@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
+
 from tests.integration.media_fixtures import detected, media, workspace  # noqa: F401
 
 
@@ -114,9 +116,17 @@ def test_a_job_whose_native_env_is_missing(prepared: dict, stand_in_env: Path, r
     assert f"native environment {stand_in_env} not found" in errors(result)[0]
 
 
-def test_a_mode_without_a_runner_yet(prepared: dict, run_cli) -> None:
-    result = run_cli("job", "run", prepared["id"], "--mode", "docker-cpu")
-    assert result.code == 2 and "runs stages natively only" in errors(result)[0]
+def test_a_docker_mode_whose_images_are_not_built(prepared: dict, workspace: Path, run_cli) -> None:
+    """The workspace's own spec names images no one has built: the container runner refuses before any stage."""
+    import shutil
+
+    shutil.copytree(REPO / "images", workspace / "images", dirs_exist_ok=True)
+    (workspace / "infra.yaml").write_text((REPO / "infra.yaml").read_text().replace("project: speech",
+                                                                                    "project: notbuiltyet"))
+    result = run_cli("job", "run", prepared["id"], "--mode", "docker-cpu", cwd=workspace)
+    assert result.code == 2
+    assert errors(result)[0].startswith("error: images not built or out of date for docker-cpu: asr, ")
+    assert "infra build --mode docker-cpu" in result.stderr
     assert job_file(prepared)["status"] == "prepared"
 
 
