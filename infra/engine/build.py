@@ -54,23 +54,23 @@ class StepLog:
     tail: list[str] = field(default_factory=list)
     other: list[str] = field(default_factory=list)
 
-    def feed(self, line: str) -> Step | None:
-        """Take one line; returns the step it started or finished, if any."""
+    def feed(self, line: str) -> list[Step]:
+        """Take one line; returns the steps it started or finished (a message can carry several)."""
         try:
             message = json.loads(line)
         except ValueError:
             if line.strip():
                 self.other.append(line.rstrip())
                 self.other[:] = self.other[-LOG_TAIL_LINES:]
-            return None
-        changed = None
+            return []
+        changed = []
         for vertex in message.get("vertexes") or []:
             step = self.steps.setdefault(vertex["digest"], Step(vertex.get("name", "?")))
             step.started = _time(vertex.get("started")) or step.started
             step.completed = _time(vertex.get("completed")) or step.completed
             step.cached = bool(vertex.get("cached", step.cached))
             step.error = vertex.get("error") or step.error
-            changed = step
+            changed.append(step)
         for log in message.get("logs") or []:
             text = base64.b64decode(log.get("data", "")).decode(errors="replace")
             self.tail.extend(part for part in text.splitlines() if part.strip())
@@ -111,9 +111,9 @@ def run_build(engine: Engine, request: BuildRequest, on_step: Callable[[Step], N
                 progress="rawjson", stream_logs=True, provenance=False,
             )
             for line in stream:
-                step = log.feed(line)
-                if step is not None and on_step is not None:
-                    on_step(step)
+                for step in log.feed(line):
+                    if on_step is not None:
+                        on_step(step)
         except Exception as exc:  # noqa: BLE001 - re-raised with the build's own output
             from python_on_whales.exceptions import DockerException
 

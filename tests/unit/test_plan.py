@@ -125,3 +125,18 @@ def test_a_stage_module_change_touches_only_the_image_that_copies_it(tmp_path: P
     assert after["asr"] != before["asr"] and after["ffmpeg"] == before["ffmpeg"]
     (stages / "_jobio.py").write_text("# shared change\n")
     assert all(content_hash(t, None) != after[n] for n, t in targets.items())
+
+
+def test_steplog_reports_every_step_of_a_message() -> None:
+    """A cached build sends several vertexes in one message; each one is a step event."""
+    log = StepLog()
+    changed = log.feed(rawjson([
+        {"digest": "d1", "name": "[1/3] FROM docker.io/library/base:1", "started": "2026-11-28T10:00:00Z",
+         "completed": "2026-11-28T10:00:00Z"},
+        {"digest": "d2", "name": "[2/3] RUN echo a", "started": "2026-11-28T10:00:00Z",
+         "completed": "2026-11-28T10:00:00Z", "cached": True},
+        {"digest": "d3", "name": "exporting to image", "started": "2026-11-28T10:00:00Z"},
+    ]))
+    assert [s.name for s in changed] == ["[1/3] FROM docker.io/library/base:1", "[2/3] RUN echo a",
+                                         "exporting to image"]
+    assert [s.name for s in changed if not s.internal] == ["[2/3] RUN echo a"]
