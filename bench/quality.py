@@ -14,7 +14,7 @@ The sample files come from pyannote.audio's wheel, fetched with
 The native env must exist and the models must be in --model-cache (default:
 $INFRA_CACHE, else the repository's shared-model-and-cache/, where `infra
 bootstrap --model whisper/tiny.en --model whisper/base` run in the repository
-puts them). Scores use infra/scoring.py.
+puts them). Scores use infra/quality/scoring.py.
 
 Usage: .venv/bin/python bench/quality.py [--runs 5] [--models tiny.en base] [--native-env .venv-ml]
                                          [--cache ~/.cache/infra/bench] [--model-cache DIR]
@@ -35,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from infra.scoring import diarization_errors, read_rttm, read_stm, word_errors  # noqa: E402
+from infra.quality.scoring import diarization_errors, read_rttm, read_stm, word_errors  # noqa: E402
 
 PYANNOTE = "pyannote.audio==4.0.7"
 SAMPLE_FILES = ("sample.wav", "sample.rttm", "sample.stm")

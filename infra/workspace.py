@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-FOLDERS = ("in", "out", "logs", "jobs", "config", "shared-model-and-cache")
+from infra.jobproto import CACHE_DIR
+
+FOLDERS = ("in", "out", "logs", "jobs", "config", CACHE_DIR)
 HARDWARE_CACHE = "hardware_cache.json"
 
 
@@ -29,7 +31,7 @@ class Workspace:
 
     @property
     def models(self) -> Path:
-        return self.root / "shared-model-and-cache"
+        return self.root / CACHE_DIR
 
     @property
     def hardware_cache(self) -> Path:

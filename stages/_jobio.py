@@ -1,46 +1,36 @@
-"""The stage contract in code: find the job, read job.json, record the stage's result, fail in one line.
+"""The stage contract in code: find the job, record the stage's result, fail in one line.
 
 ``run_stage(name, work)`` is each stage program's ``main``. It reads job.json from
 the job directory (the first argument, else the current directory), marks the
-stage ``running`` in job.json, calls ``work(ctx)``, and then writes the stage's
-result record (``results/<stage>.json``: status, seconds, versions, details)
-and its entry in job.json (``done`` or ``failed``). A StageError becomes one
-line on stderr and exit code 2 (bad input) or 1 (the work failed); any other
-exception is reported the same way with its type, and its traceback goes to
-stderr before that line, for the log.
+stage ``running``, calls ``work(ctx)``, and then writes the stage's result record
+(``results/<stage>.json``: status, seconds, versions, details) and its entry in
+job.json (``done`` or ``failed``). A StageError becomes one line on stderr and
+exit code 2 (bad input) or 1 (the work failed); any other exception is reported
+the same way with its type, and its traceback goes to stderr before that line,
+for the log.
 
-Outputs and records are written to a temporary file and renamed, so a reader
-never sees half a file and a failed stage leaves no half output behind. job.json
-is changed under an exclusive ``fcntl`` lock on the job's ``.job.lock`` (taken on
-a read-only descriptor, so the lock file may belong to another user) and
-replaced atomically: stages of one job may finish at the same moment, and each
-changes only its own entry. infra (infra/jobqueue.py) and the stack's workers
-(stages/worker.py) change job.json under the same lock.
+job.json, its lock, the atomic writes and the model cache are the job protocol
+(infra/jobproto.py), the one module that infra, the stages and the workers share.
 
-Standard library only: this runs in slim images where infra is not installed.
+Standard library only (with infra/jobproto.py): this runs in slim images where
+infra itself is not installed.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sys
-import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-JOB_FILE = "job.json"
-LOCK_FILE = ".job.lock"             # the job's lock, shared with infra and stages/worker.py
-RESULTS_DIR = "results"
-CACHE_ENV = "INFRA_CACHE"            # the model cache; else <workspace>/shared-model-and-cache
-CACHE_DIR = "shared-model-and-cache"
+from infra.jobproto import (JOB_FILE, RESULTS_DIR, JobFileError, model_cache, read_job_file, update_stage_entry,
+                            write_json_atomic, write_text_atomic)
+
 BAD_INPUT = 2
 FAILED = 1
 
@@ -59,71 +49,6 @@ class StageInputError(StageError):
 
 def now_text() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` by one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def temporary_beside(path: Path, suffix: str | None = None) -> Path:
-    """A name beside ``path`` for a tool to write to before the rename (same folder, same file system)."""
-    return path.with_name(f".{path.stem}.partial{suffix or path.suffix}")
-
-
-def read_job_file(job_dir: Path) -> dict[str, Any]:
-    path = job_dir / JOB_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StageInputError(f"{path}: no job.json (is {job_dir} a job directory?)") from None
-    except (OSError, ValueError) as exc:
-        raise StageInputError(f"{path}: cannot be read ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("stages"), list):
-        raise StageInputError(f"{path}: not a job file (no stages list)")
-    return data
-
-
-@contextmanager
-def locked_job(job_dir: Path) -> Iterator[dict[str, Any]]:
-    """job.json under the job's lock; the caller changes the dict in place and it is written back on exit."""
-    fd = os.open(job_dir / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        data = read_job_file(job_dir)
-        yield data
-        write_json_atomic(job_dir / JOB_FILE, data)
-    finally:
-        os.close(fd)
-
-
-def update_stage_entry(job_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
-    """Set keys of one stage's entry in job.json (a None value removes the key); returns the new entry."""
-    with locked_job(job_dir) as data:
-        entry = next((s for s in data["stages"] if s.get("name") == name), None)
-        if entry is None:
-            raise StageInputError(f"job {data.get('id', job_dir.name)} has no stage {name}")
-        for key, value in changes.items():
-            if value is None:
-                entry.pop(key, None)
-            else:
-                entry[key] = value
-        return dict(entry)
 
 
 @dataclass
@@ -184,12 +109,8 @@ class StageContext:
         return path
 
     def model_cache(self) -> Path:
-        """The shared model cache: $INFRA_CACHE, else the workspace's shared-model-and-cache/."""
-        env = os.environ.get(CACHE_ENV, "").strip()
-        if env:
-            return Path(env)
-        workspace = self.job.get("workspace")
-        return Path(workspace) / CACHE_DIR if workspace else self.job_dir.parents[5] / CACHE_DIR
+        """The shared model cache (the job protocol's ``model_cache``)."""
+        return model_cache(self.job, self.job_dir)
 
 
 def parse_job_dir(argv: list[str], name: str) -> Path:
@@ -212,12 +133,17 @@ def run_stage(name: str, work: Callable[[StageContext], None], argv: list[str] |
     except StageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except JobFileError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return BAD_INPUT
     ctx.versions["python"] = sys.version.split()[0]
     try:
         work(ctx)
         status, error, code = "done", None, 0
     except StageError as exc:
         status, error, code = "failed", str(exc), exc.exit_code
+    except JobFileError as exc:
+        status, error, code = "failed", str(exc), BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - any failure ends as one line; the traceback goes to the log
         traceback.print_exc(file=sys.stderr)
         status, error, code = "failed", f"{exc.__class__.__name__}: {exc}".splitlines()[0], FAILED
@@ -228,7 +154,7 @@ def run_stage(name: str, work: Callable[[StageContext], None], argv: list[str] |
         write_json_atomic(job_dir / RESULTS_DIR / f"{name}.json", record)
         update_stage_entry(job_dir, name, status=status, finished=record["finished"], seconds=seconds, error=error,
                            result=f"{RESULTS_DIR}/{name}.json")
-    except (OSError, StageError) as exc:
+    except (OSError, JobFileError) as exc:
         error, code = error or f"cannot record the result: {exc}", code or FAILED
     if error:
         print(f"{name}: {error}", file=sys.stderr)

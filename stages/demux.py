@@ -12,7 +12,8 @@ import wave
 
 from stages._audio import AUDIO_FILE, SAMPLE_RATE
 from stages._ffmpeg import ffmpeg_binary, ffmpeg_version, last_error_line, run_ffmpeg
-from stages._jobio import StageContext, StageInputError, main_of, temporary_beside
+from infra.jobproto import temporary_beside
+from stages._jobio import StageContext, StageInputError, main_of
 
 NAME = "demux"
 

@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 from stages._ffmpeg import ffmpeg_binary, ffmpeg_version, last_error_line, run_ffmpeg
-from stages._jobio import StageContext, StageError, main_of, temporary_beside
+from infra.jobproto import temporary_beside
+from stages._jobio import StageContext, StageError, main_of
 
 NAME = "mux"
 INPUT = "subtitles.srt"

@@ -12,8 +12,8 @@ seconds belongs to a worker that died, and the next worker takes it over with
 the same atomic rename. When a stage succeeds, the worker records it in
 job.json and queues every stage whose predecessors are now all done.
 
-Standard library only: the worker runs in every stage image, where infra
-itself is not installed.
+Standard library only (with the job protocol, infra/jobproto.py): the worker runs in
+every stage image, where infra itself is not installed.
 """
 
 from __future__ import annotations
@@ -27,13 +27,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from stages._jobio import StageError, locked_job
+from infra.jobproto import JOB_FILE, QUEUE, RUNNING, WORKERS, JobFileError, enqueue, locked_job, now_iso, stage_entry
 
-QUEUE, RUNNING, WORKERS = "queue", "running", "workers"
-JOB_FILE = "job.json"
 DEFAULT_POLL_S = 1.0
 DEFAULT_CLAIM_TIMEOUT_S = 120.0
 
@@ -42,30 +39,6 @@ def data_root() -> Path:
     """The workspace as the container sees it: INFRA_JOBS is <root>/jobs (compose sets it)."""
     jobs = os.environ.get("INFRA_JOBS")
     return Path(jobs).parent if jobs else Path.cwd()
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def stage_entry(job: dict, stage: str) -> dict:
-    for entry in job.get("stages", []):
-        if entry.get("name") == stage:
-            return entry
-    raise KeyError(stage)
-
-
-def enqueue(root: Path, stage: str, work: dict) -> bool:
-    """Queue ``stage`` of a job once: O_EXCL, so a second attempt is a no-op."""
-    folder = root / "jobs" / QUEUE / stage
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(folder / work["job"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as out:
-        json.dump({**work, "stage": stage, "queued": now_iso()}, out, sort_keys=True)
-    return True
 
 
 class Worker:
@@ -128,7 +101,7 @@ class Worker:
             (job_dir / "logs").mkdir(exist_ok=True)
             with open(job_dir / "logs" / f"{self.stage}.log", "a") as out:
                 code = subprocess.run(work["command"], cwd=job_dir, stdout=out, stderr=subprocess.STDOUT).returncode
-        except (OSError, KeyError, ValueError, StageError) as exc:
+        except (OSError, KeyError, ValueError, JobFileError) as exc:
             code, reason = 1, f"{type(exc).__name__}: {exc}"
         else:
             reason = f"exit code {code}" if code else ""
@@ -149,11 +122,11 @@ class Worker:
         ready: list[str] = []
         try:
             ok = self._record(work, job_dir, ok, seconds, reason, ready)
-        except (OSError, KeyError, ValueError, StageError) as exc:
+        except (OSError, KeyError, ValueError, JobFileError) as exc:
             log(f"{work.get('job')}: cannot record {self.stage} in {job_dir / JOB_FILE}: {type(exc).__name__}: {exc}")
             return
         for name in ready:
-            enqueue(self.root, name, {**work, "command": work["plan"][name]["command"]})
+            enqueue(self.root / "jobs", name, {**work, "command": work["plan"][name]["command"]})
         log(f"{work['job']}: {self.stage} {'done' if ok else 'failed'} in {seconds:.1f} s"
             + (f" ({reason})" if reason else "") + (f"; queued {', '.join(ready)}" if ready else ""))
 

@@ -101,8 +101,8 @@ def offline_base() -> str:
     if not docker_available():
         pytest.fail("the offline base needs a Docker engine") if os.environ.get("CI", "").lower() == "true" \
             else pytest.skip("no Docker engine")
-    from infra.baseimage import BaseResult, ensure_bases
-    from infra.config import load_stack
+    from infra.build.base import BaseResult, ensure_bases
+    from infra.spec import load_stack
 
     stack = load_stack(REPO / "infra.yaml")
     results = [e for e in ensure_bases(stack, ["docker-cpu"]) if isinstance(e, BaseResult)]
@@ -150,7 +150,7 @@ def native_env() -> Path:
     """
     import sys
 
-    from infra.nativeenv import inspect_env
+    from infra.stack.nativeenv import inspect_env
 
     path = REPO / ".venv-ml"
     if not (path / "pyvenv.cfg").is_file() or inspect_env(path).torch is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from infra.config import Stack, load_stack
+from infra.spec import Stack, load_stack
 from infra.render import default_layout, render_mode
 from tests.conftest import REPO
 

@@ -19,10 +19,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     media = prepare_media_argument(args)
     if media is not None:
-        from infra.probe import start_early
+        from infra.jobs.probe import start_early
 
         start_early(media)  # before typer and pydantic load: ffprobe runs on the other core meanwhile
-    from infra.cli.app import app, state
+    from infra.cli.app import app
+    from infra.cli.context import state
     from infra.errors import InfraError
 
     try:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     finally:
         if media is not None:
-            from infra.probe import discard_early
+            from infra.jobs.probe import discard_early
 
             discard_early()
 

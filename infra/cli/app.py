@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from infra import __version__
+from infra.cli.context import state
 
-
-@dataclass
-class State:
-    spec_file: Optional[Path] = None
-    debug: bool = False
-
-
-state = State()
 
 app = typer.Typer(
     name="infra",
@@ -46,34 +38,7 @@ def _root(
     state.debug = debug
 
 
-def load() -> "Stack":  # noqa: F821 - imported lazily
-    """The validated stack for the current command."""
-    from infra.config import load_stack
-
-    return load_stack(state.spec_file)
-
-
-def modes_arg(stack: "Stack", modes: Optional[list[str]]) -> list:  # noqa: F821
-    """Check --mode values against the spec's modes; all of them when none is given."""
-    from infra.errors import BadInputError
-
-    defined = list(stack.spec.modes)
-    for mode in modes or []:
-        if mode not in defined:
-            raise BadInputError(f"--mode: unknown mode '{mode}' (defined in {stack.spec_path.name}: {', '.join(defined)})")
-    return list(modes) if modes else defined
-
-
-def mode_arg(mode: Optional[str]) -> Optional[str]:
-    """A --mode value of a job command: one of the three modes, or None."""
-    from infra.errors import BadInputError
-
-    if mode is not None and mode not in ("native", "docker-cpu", "docker-gpu"):
-        raise BadInputError(f"--mode {mode!r} is not a mode (native, docker-cpu, docker-gpu)")
-    return mode
-
-
-from infra.cli import (  # noqa: E402  (registers the commands)
+from infra.cli import (  # noqa: E402  (the commands, registered below)
     base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, job_cmd, render_cmd, run_cmd,
     stack_cmd,
 )

@@ -13,12 +13,12 @@ def base(
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Build offline base images from Debian packages (debootstrap + docker import); reuse existing ones."""
-    from infra.baseimage import BaseResult, ensure_bases
-    from infra.cli.app import load, modes_arg
+    from infra.build.base import BaseResult, ensure_bases
+    from infra.cli.context import checked_modes, load
     from infra.cli.output import print_json, stderr_console
 
     stack = load()
-    modes = modes_arg(stack, mode)
+    modes = checked_modes(stack, mode)
     results: list[BaseResult] = []
     console = stderr_console()
     for event in ensure_bases(stack, modes, force=force):

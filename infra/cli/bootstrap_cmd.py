@@ -13,11 +13,11 @@ def bootstrap(
     json_out: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
 ) -> None:
     """Set up the workspace once (safe to run again): folders, FFmpeg, hardware cache, the recommended models."""
-    from infra.bootstrap import run_bootstrap
-    from infra.cli.app import load
+    from infra.models.bootstrap import run_bootstrap
+    from infra.cli.context import load
     from infra.cli.output import print_checks, print_json, stderr_console
-    from infra.doctor import Check
-    from infra.weights import FetchEvent
+    from infra.hardware.doctor import Check
+    from infra.models.catalogue import FetchEvent
 
     checks: list[Check] = []
     events = run_bootstrap(load(), models=model or None, fetch=not no_models)

@@ -20,14 +20,14 @@ def build(
     """Build the images of a mode in dependency order, in parallel, skipping what is up to date."""
     import os
 
-    from infra.build import BuildRequestSpec, build_stack
-    from infra.buildreport import BuildSummary
-    from infra.cli.app import load, modes_arg
+    from infra.build.run import BuildRequestSpec, build_stack
+    from infra.build.report import BuildSummary
+    from infra.cli.context import checked_mode, load
     from infra.cli.build_view import BuildView
     from infra.cli.output import print_json
 
     stack = load()
-    [mode] = modes_arg(stack, [mode])
+    mode = checked_mode(stack, mode)
     request = BuildRequestSpec(mode=mode, only=tuple(only or ()), jobs=jobs if jobs is not None else (os.cpu_count() or 2),
                                no_cache=no_cache, push=push, registry=registry, builder=builder)
     summary: BuildSummary | None = None

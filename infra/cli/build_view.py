@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.build import Finished, Started, StepEvent
-from infra.buildreport import BuildSummary
-from infra.registry import PushResult
+from infra.build.scheduler import Finished, Started, StepEvent
+from infra.build.report import BuildSummary
+from infra.build.registry import PushResult
 from infra.cli.output import stderr_console, stdout_console
 
 STATUS_STYLE = {"built": "green", "up to date": "cyan", "failed": "red", "blocked": "yellow"}

@@ -12,7 +12,7 @@ app = typer.Typer(help="Check the stack spec and print its schema.", no_args_is_
 @app.command("validate")
 def validate(json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False) -> None:
     """Validate infra.yaml and images/*/image.yaml; one line per problem, exit 2 if any."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.cli.output import print_json
 
     stack = load()
@@ -39,7 +39,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema of infra.yaml or image.yaml, for editors."""
     from infra.cli.output import print_json
-    from infra.config.models import ImageSpec, ProjectSpec
+    from infra.spec.models import ImageSpec, ProjectSpec
     from infra.errors import BadInputError
 
     models = {"project": ProjectSpec, "image": ImageSpec}

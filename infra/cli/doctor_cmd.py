@@ -9,9 +9,9 @@ import typer
 
 def doctor(json_out: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False) -> None:
     """Check the engine, BuildKit, buildx, compose, swarm, registry, ffmpeg, native env and disk."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.cli.output import print_checks, print_json
-    from infra.doctor import Check, run_checks
+    from infra.hardware.doctor import Check, run_checks
     from infra.errors import ConfigError
 
     checks: list[Check] = []

@@ -22,9 +22,9 @@ def create(
     torch_index: Annotated[Optional[str], typer.Option("--torch-index", metavar="URL", help="Where torch comes from.")] = None,
 ) -> None:
     """Make the native environment: torch for this machine, then the `ml` extra (faster-whisper, ...)."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.errors import BadInputError
-    from infra.nativeenv import create_env
+    from infra.stack.nativeenv import create_env
 
     if torch not in ("auto", "cpu", "cuda"):
         raise BadInputError(f"--torch {torch!r}: expected auto, cpu or cuda")
@@ -46,9 +46,9 @@ def show(
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Python, platform, glibc, torch and its CUDA build, and the packages of the environment."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.cli.output import print_json
-    from infra.nativeenv import inspect_env
+    from infra.stack.nativeenv import inspect_env
 
     target = path if path is not None else _env_path(load(), None)
     env = inspect_env(target)

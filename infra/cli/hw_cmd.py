@@ -19,7 +19,7 @@ def detect(
     refresh: Annotated[bool, typer.Option("--refresh", help="Detect anew even if the cache is valid.")] = False,
 ) -> None:
     """CPU, memory, disk, GPUs, MPS, FFmpeg, Docker and the native env; from out/hardware_cache.json while valid."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.hardware.cache import stack_hardware
     from infra.hardware.recommend import recommend
 

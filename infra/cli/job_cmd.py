@@ -25,11 +25,11 @@ def prepare(
     json_out: Annotated[bool, typer.Option("--json", help="Print job.json.")] = False,
 ) -> None:
     """Check MEDIA with ffprobe, claim a job id, make the job directory (and clip) and write job.json."""
-    from infra.cli.app import load, mode_arg
-    from infra.jobs import JobRequest, check_request, prepare_job
-    from infra.media import MediaProbe
+    from infra.cli.context import load, optional_mode
+    from infra.jobs.prepare import JobRequest, check_request, prepare_job
+    from infra.jobs.media import MediaProbe
 
-    mode = mode_arg(mode)
+    mode = optional_mode(mode)
     checked = check_request(JobRequest(media=Path(media), start=start, end=end, workflow=workflow, mode=mode,
                                        language=language, name=name, user=user, whisper_model=model, task=task))
     probe = MediaProbe(Path(media))       # ffprobe reads the file while the spec and the cache load
@@ -59,20 +59,19 @@ def run(
     mode: Annotated[Optional[str], typer.Option("--mode", help="Run in this mode instead of the job's (native in this version).")] = None,
 ) -> None:
     """Run the job's stages in dependency order; done stages are skipped, so a rerun resumes."""
-    from infra.cli.app import load, mode_arg
+    from infra.cli.context import load, optional_mode
     from infra.cli.run_cmd import run_and_show, stage_list
-    from infra.pipeline import RunRequest
-
-    mode = mode_arg(mode)
+    from infra.jobs.pipeline import RunRequest
+    mode = optional_mode(mode)
     run_and_show(load(), RunRequest(job_id, stage_list(stages), from_stage, force, mode))
 
 
 @app.command("list")
 def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False) -> None:
     """The jobs of this workspace, oldest first."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.cli.output import print_json, print_rows
-    from infra.jobs import list_jobs
+    from infra.jobs.prepare import list_jobs
     from infra.workspace import Workspace
 
     rows = list_jobs(Workspace(load().workdir))
@@ -94,9 +93,9 @@ def show(
     json_out: Annotated[bool, typer.Option("--json", help="Print job.json as it is.")] = False,
 ) -> None:
     """One job: its media, configuration, hardware, recommendation and stages."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.cli.output import print_json, print_rows
-    from infra.jobs import read_job
+    from infra.jobs.prepare import read_job
     from infra.workspace import Workspace
 
     ws = Workspace(load().workdir)
@@ -125,10 +124,9 @@ def submit(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait at most.")] = 3600.0,
 ) -> None:
     """Queue a prepared job for the running stack's stage workers (`infra up`)."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.errors import OperationError
-    from infra.jobqueue import submit_job, wait_for_job
-
+    from infra.stack.queue import submit_job, wait_for_job
     stack = load()
     queued = submit_job(stack, job_id)
     typer.echo(f"{job_id}: queued {', '.join(queued) or 'nothing (every stage is done or waiting)'}", err=True)

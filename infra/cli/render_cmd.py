@@ -16,13 +16,13 @@ def render(
     check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 with a unified diff if the files on disk differ.")] = False,
 ) -> None:
     """Render the spec into .infra/out/<mode>/: Dockerfiles, compose.yaml, docker-bake.json, stack.yaml."""
-    from infra.cli.app import load, modes_arg
+    from infra.cli.context import checked_modes, load
     from infra.errors import BadInputError
     from infra.render import default_layout, render_mode
     from infra.render.write import diff_files, write_files
 
     stack = load()
-    wanted = list(dict.fromkeys(modes_arg(stack, modes)))
+    wanted = checked_modes(stack, modes)
     if out is not None and len(wanted) != 1:
         raise BadInputError(f"--out: needs exactly one --mode (got {len(wanted)}: {', '.join(wanted)})",
                             hint="leave out --out to render each mode into <output_dir>/<mode>")

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 if TYPE_CHECKING:
-    from infra.config import Stack
-    from infra.pipeline import StageEvent
-
+    from infra.spec import Stack
+    from infra.jobs.pipeline import StageEvent
 RESULT_SUFFIXES = (".srt", ".vtt", ".mp4")
 
 
@@ -58,8 +57,7 @@ def result_files(stack: Stack, job_dir: Path, job: dict[str, Any]) -> list[Path]
 
 def run_and_show(stack: Stack, request: Any) -> None:
     """Run a job's stages with a line per stage, then list its result files and its final status."""
-    from infra.pipeline import load_job, run_job
-
+    from infra.jobs.pipeline import load_job, run_job
     show_events(run_job(stack, request))
     job_dir, job = load_job(stack, request.job_id)
     for path in result_files(stack, job_dir, job):
@@ -81,17 +79,16 @@ def run(
     user: Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")] = None,
 ) -> None:
     """Prepare a job from MEDIA (or --sample) and run its stages: prints where the subtitles and the video are."""
-    from infra.cli.app import load, mode_arg
+    from infra.cli.context import load, optional_mode
     from infra.errors import BadInputError
-    from infra.jobs import JobRequest, check_request, prepare_job
-    from infra.pipeline import RunRequest
-
+    from infra.jobs.prepare import JobRequest, check_request, prepare_job
+    from infra.jobs.pipeline import RunRequest
     if (media is None) == (not sample):
         raise BadInputError("give MEDIA or --sample (one of them)")
-    mode = mode_arg(mode)
+    mode = optional_mode(mode)
     stack = load()
     if sample:
-        from infra.sample import sample_media
+        from infra.jobs.sample import sample_media
         from infra.workspace import Workspace
 
         media_path, made = sample_media(Workspace(stack.workdir), stack.workdir / stack.spec.native_env.path)

@@ -6,14 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-ModeOption = Annotated[str, typer.Option("--mode", "-m", help="docker-cpu or docker-gpu.")]
+from infra.cli.options import StackMode as ModeOption
 
 
 def _mode(stack, mode: str) -> str:  # noqa: ANN001
-    from infra.cli.app import modes_arg
+    from infra.cli.context import checked_mode
 
-    [checked] = modes_arg(stack, [mode])
-    return checked
+    return checked_mode(stack, mode)
 
 
 def _scales(values: list[str]) -> dict[str, int]:
@@ -49,11 +48,10 @@ def up(
     json_out: Annotated[bool, typer.Option("--json", help="Print the services as JSON.")] = False,
 ) -> None:
     """Start the stage workers of a mode and wait until they are healthy."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.cli.build_view import BuildView
     from infra.cli.output import print_json
-    from infra.stack import stack_up
-
+    from infra.stack.compose import stack_up
     stack = load()
     states: list = []
     with BuildView(quiet=json_out) as view:
@@ -73,9 +71,8 @@ def down(
     volumes: Annotated[bool, typer.Option("--volumes", help="Also remove the project's volumes.")] = False,
 ) -> None:
     """Stop and remove the mode's services and every container carrying the project's label."""
-    from infra.cli.app import load
-    from infra.stack import stack_down
-
+    from infra.cli.context import load
+    from infra.stack.compose import stack_down
     stack = load()
     extra = stack_down(stack, _mode(stack, mode), volumes=volumes)
     typer.echo(f"{stack.spec.project} ({mode}) is down" + (f"; removed {extra} more labelled container(s)" if extra else ""))
@@ -86,10 +83,9 @@ def ps(
     json_out: Annotated[bool, typer.Option("--json", help="Print the services as JSON.")] = False,
 ) -> None:
     """The mode's service containers: state and health."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.cli.output import print_json
-    from infra.stack import stack_ps
-
+    from infra.stack.compose import stack_ps
     stack = load()
     states = stack_ps(stack, _mode(stack, mode))
     if json_out:
@@ -105,9 +101,8 @@ def logs(
     tail: Annotated[Optional[str], typer.Option("--tail", help="Lines from the end of each log.")] = None,
 ) -> None:
     """The workers' logs."""
-    from infra.cli.app import load
-    from infra.stack import stack_logs
-
+    from infra.cli.context import load
+    from infra.stack.compose import stack_logs
     stack = load()
     for line in stack_logs(stack, _mode(stack, mode), list(services or []), follow, tail):
         typer.echo(line)
@@ -119,10 +114,9 @@ def deploy(
     remove: Annotated[bool, typer.Option("--down", help="Remove the deployed stack instead.")] = False,
 ) -> None:
     """Deploy the rendered swarm stack (after checking the swarm, the images and the torch policy)."""
-    from infra.cli.app import load
+    from infra.cli.context import load
     from infra.errors import BadInputError
-    from infra.stack import deploy_swarm, remove_swarm
-
+    from infra.stack.swarm import deploy_swarm, remove_swarm
     if target != "swarm":
         raise BadInputError(f"--target {target!r}: the only target is swarm")
     stack = load()

@@ -20,20 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from infra.atomicfile import write_json_atomic
+from infra.jobproto import write_json_atomic
 from infra.errors import BadInputError, OperationError
-from infra.hardware.snapshot import Fingerprint, HardwareSnapshot
+from infra.hardware.snapshot import MIB, PROC_NVIDIA, Fingerprint, HardwareSnapshot
 
 if TYPE_CHECKING:
-    from infra.config import Stack
+    from infra.spec import Stack
 
 CACHE_KIND = "infra.hardware-cache"
 SCHEMA_VERSION = 1
 DEFAULT_TTL_S = 3600
 TTL_ENV = "INFRA_HW_CACHE_TTL"
 CLOCK_SKEW_S = 300          # a cache dated further in the future than this was written by another clock
-PROC_NVIDIA = Path("/proc/driver/nvidia")
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infra.hardware.cache import MIB, PROC_NVIDIA
 from infra.hardware.snapshot import (
+    MIB, PROC_NVIDIA,
     CpuInfo, DiskInfo, DockerInfo, GpuClass, GpuDevice, HardwareSnapshot, MemoryInfo, MpsInfo,
     NativeEnvInfo, NvidiaInfo, ToolInfo, TorchSupport,
 )
-from infra.versions import version_tuple
+from infra.hardware.versions import version_tuple
 
 FULL_SUPPORT_MIN_CC = (7, 0)   # current torch and CTranslate2 float16 kernels: Volta and newer
 LEGACY_MIN_CC = (5, 0)         # Maxwell and Pascal: older torch builds still run, slowly
@@ -162,7 +162,7 @@ def detect_docker() -> DockerInfo:
 def detect_native_env(path: Path) -> NativeEnvInfo:
     """Python and torch of the native env, from its files: torch is never imported."""
     from infra.errors import InfraError
-    from infra.nativeenv import inspect_env
+    from infra.stack.nativeenv import inspect_env
 
     try:
         env = inspect_env(path)

@@ -15,8 +15,8 @@ from typing import Literal
 
 from infra.errors import BadInputError
 from infra.hardware.snapshot import GpuClass, HardwareSnapshot, Model
+from infra.spec.modes import MODES, Mode, check_mode
 
-Mode = Literal["native", "docker-cpu", "docker-gpu"]
 Device = Literal["cuda", "mps", "cpu"]
 
 # Whisper model footprint on a GPU and the extra memory each batch item takes, in GB.
@@ -141,7 +141,7 @@ def choose_mode(hw: HardwareSnapshot, allowed: tuple[str, ...]) -> tuple[Mode, s
 
 
 def recommend(hw: HardwareSnapshot, mode: Mode | None = None,
-              allowed: tuple[str, ...] = ("native", "docker-cpu", "docker-gpu")) -> Recommendation:
+              allowed: tuple[str, ...] = MODES) -> Recommendation:
     """The settings for a job on ``hw``; ``mode`` overrides the table's choice of mode."""
     reasons: list[str] = [f"GPU class {hw.gpu_class}: {hw.gpu_class_reason}"]
     warnings: list[str] = []
@@ -149,8 +149,7 @@ def recommend(hw: HardwareSnapshot, mode: Mode | None = None,
         mode, why = choose_mode(hw, allowed)
         reasons.append(f"mode {mode}: {why}")
     else:
-        if mode not in allowed:
-            raise BadInputError(f"--mode {mode} is not defined in the spec (defined: {', '.join(allowed)})")
+        mode = check_mode(mode, allowed)
         if mode == "docker-gpu" and hw.gpu_class != "cuda":
             raise BadInputError(f"--mode docker-gpu needs a CUDA GPU, but this machine is {hw.gpu_class}: "
                                 f"{hw.gpu_class_reason}", hint="use --mode docker-cpu or native, or leave --mode out")

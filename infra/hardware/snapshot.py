@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict
+
+PROC_NVIDIA = Path("/proc/driver/nvidia")   # the NVIDIA driver's files, when it is loaded
+MIB = 1024 * 1024
 
 GB = 1e9  # memory figures in recommendations are decimal gigabytes (bytes / 1e9)
 

@@ -12,8 +12,8 @@ import json
 import posixpath
 from typing import Any
 
-from infra.config import Stack
-from infra.config.models import Mode
+from infra.spec import Stack
+from infra.spec.models import Mode
 from infra.render import paths
 from infra.render.dockerfile import TORCH_INDEX_ARG, stage_images, torch_index, wheelhouse_images
 
@@ -40,6 +40,7 @@ def build_bake(stack: Stack, mode: Mode, layout: paths.Layout, dockerfiles: dict
             contexts[image.parent] = f"target:{image.parent}"
         if name in code:
             contexts[paths.STAGES_CONTEXT] = layout.stages
+            contexts[paths.PROTOCOL_CONTEXT] = layout.package
         if name in wheels:
             contexts[paths.WHEELHOUSE_CONTEXT] = layout.project_path(spec.native_env.wheelhouse)
         if contexts:

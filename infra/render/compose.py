@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.config import Stack
-from infra.config.models import Mode
+from infra.spec import Stack
+from infra.spec.models import Mode
 from infra.errors import ConfigError
+from infra.jobproto import CACHE_ENV
 from infra.render import paths
 from infra.render.environment import COMPOSE_TEMPLATE, render_template, shared_templates
 
@@ -102,7 +103,7 @@ def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tup
             "INFRA_STAGE": name,
             "INFRA_MODE": mode,
             "INFRA_JOBS": f"{paths.DATA}/jobs",
-            "INFRA_CACHE": paths.CACHE,
+            CACHE_ENV: paths.CACHE,
             "HF_HOME": f"{paths.CACHE}/huggingface",
             "TORCH_HOME": f"{paths.CACHE}/torch",
             # numba (librosa, under resemblyzer) caches compiled code beside the sources by default,

@@ -9,8 +9,8 @@ blocks: base, OS packages, Python packages, user, code, entrypoint, healthcheck.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from infra.config import Stack
-from infra.config.models import ImageSpec, Mode
+from infra.spec import Stack
+from infra.spec.models import ImageSpec, Mode
 from infra.render import paths
 from infra.render.environment import DOCKERFILE_TEMPLATE, render_template, shared_templates
 
@@ -64,6 +64,9 @@ class DockerfileSpec:
     stage_code: tuple[str, ...]                  # sources from the stages context: shared modules and its stages'
     stages_context: str
     stages_dir: str
+    protocol_context: str                        # the job protocol the stage code imports, copied beside it
+    protocol_files: tuple[str, ...]
+    protocol_dir: str
     entrypoint: tuple[str, ...]
 
 
@@ -148,6 +151,9 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
         stage_code=stage_sources(stack, mode, name),
         stages_context=paths.STAGES_CONTEXT,
         stages_dir=f"{paths.STAGES_DIR}/",
+        protocol_context=paths.PROTOCOL_CONTEXT,
+        protocol_files=paths.PROTOCOL_FILES,
+        protocol_dir=f"{paths.PROTOCOL_DIR}/",
         entrypoint=("/usr/bin/tini", "--") if has_tini else (),
     )
 

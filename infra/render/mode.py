@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.config import Stack
-from infra.config.models import MODES, Mode
-from infra.errors import BadInputError, ConfigError
+from infra.spec import Stack
+from infra.spec.models import MODES, Mode
+from infra.errors import ConfigError
 from infra.render import paths
 from infra.render.bake import render_bake
 from infra.render.compose import render_compose
@@ -25,12 +25,7 @@ def check_mode(stack: Stack, mode: str) -> Mode:
     Loading the spec already rejects these; the checks are repeated here for
     stacks built in code, so render never produces a file a build would reject.
     """
-    spec_file = stack.spec_path.name
-    if mode not in MODES:
-        raise BadInputError(f"--mode: unknown mode '{mode}' (known: {', '.join(MODES)})")
-    if mode not in stack.spec.modes:
-        raise ConfigError([f"{spec_file}: modes.{mode}: not defined (defined: {', '.join(stack.spec.modes)})"],
-                          hint=f"add modes.{mode} to {spec_file}, or render one of the defined modes")
+    mode = stack.check_mode(mode)
     problems = []
     folder = stack.spec.images_dir
     reserved = paths.RESERVED_NAMES | {"default", *MODES}
@@ -54,13 +49,13 @@ def check_mode(stack: Stack, mode: str) -> Mode:
 
 def default_layout(stack: Stack, mode: Mode, out: Path | None = None) -> paths.Layout:
     """The layout for ``out`` (default: the spec's output_dir/<mode> under the project)."""
-    from infra.resources import data_root
+    from infra.resources import data_root, package_root
 
     project = stack.workdir.resolve()
     target = (out if out is not None else Path(stack.spec.output_dir) / mode)
     target = target if target.is_absolute() else project / target
     return paths.layout_for(project, Path(_normalise(target)), stack.images_dir.resolve(),
-                            (data_root() / "stages").resolve())
+                            (data_root() / "stages").resolve(), package_root())
 
 
 def render_mode(stack: Stack, mode: str, layout: paths.Layout) -> dict[str, str]:

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.jobproto import CACHE_DIR
+
 # The non-root user every image runs as. A fixed uid, so that bind-mounted job
 # folders on the host can be handed to it (`chown 10001:10001 jobs`).
 USER_NAME = "infra"
@@ -28,7 +30,7 @@ DATA_MOUNTS: tuple[tuple[str, str, bool], ...] = (
     ("out", f"{DATA}/out", False),
     ("jobs", f"{DATA}/jobs", False),
     ("config", f"{DATA}/config", True),
-    ("shared-model-and-cache", f"{DATA}/cache", False),
+    (CACHE_DIR, f"{DATA}/cache", False),
 )
 CACHE = f"{DATA}/cache"
 
@@ -45,9 +47,13 @@ STAGES_CONTEXT = "stages"
 # (stages/<stage>.py): the package marker, the shared helpers (_*.py) and the worker. Wildcards,
 # so a helper that does not exist yet is no error.
 STAGES_SHARED = ("__init__.py", "_*.py", "worker.py*")
+# The job protocol (infra/jobproto.py) that the stage code imports, with the package marker, which imports nothing.
+PROTOCOL_CONTEXT = "jobproto"
+PROTOCOL_FILES = ("__init__.py", "jobproto.py")
+PROTOCOL_DIR = f"{INFRA_HOME}/infra"
 WHEELHOUSE_CONTEXT = "wheelhouse"
 WHEELHOUSE_DIR = "/opt/infra/wheelhouse"      # bind-mounted for one RUN, never a layer
-RESERVED_NAMES = frozenset({STAGES_CONTEXT, WHEELHOUSE_CONTEXT, "scratch"})
+RESERVED_NAMES = frozenset({STAGES_CONTEXT, PROTOCOL_CONTEXT, WHEELHOUSE_CONTEXT, "scratch"})
 
 DOCKERFILES = "dockerfiles"
 COMPOSE_FILE = "compose.yaml"
@@ -74,6 +80,7 @@ class Layout:
     from_project: str   # from the project to the output folder (bake dockerfile paths)
     images: str         # from the project to the images folder
     stages: str         # from the project to the stage code
+    package: str        # from the project to infra's own package (the job protocol)
 
     def dockerfile(self, image: str) -> str:
         return f"{DOCKERFILES}/{image}.Dockerfile"
@@ -89,9 +96,9 @@ class Layout:
         return _join(self.to_project, rel)
 
 
-def layout_for(project: Path, out: Path, images: Path, stages: Path) -> Layout:
-    """The layout for absolute ``project``, ``out``, ``images`` and ``stages`` folders (pure string work)."""
-    for p in (project, out, images, stages):
+def layout_for(project: Path, out: Path, images: Path, stages: Path, package: Path) -> Layout:
+    """The layout for absolute ``project``, ``out``, ``images``, ``stages`` and ``package`` folders (pure string work)."""
+    for p in (project, out, images, stages, package):
         if not p.is_absolute():
             raise ValueError(f"{p} must be absolute")
     return Layout(
@@ -100,6 +107,7 @@ def layout_for(project: Path, out: Path, images: Path, stages: Path) -> Layout:
         from_project=_rel(out, project),
         images=_rel(images, project),
         stages=_rel(stages, project),
+        package=_rel(package, project),
     )
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.config import Stack
-from infra.config.models import Mode
+from infra.spec import Stack
+from infra.spec.models import Mode
 from infra.render import paths
 from infra.render.compose import HEALTH, Mount, ServiceSpec, build_services, data_mounts
 from infra.render.environment import SWARM_TEMPLATE, Interpolated, render_template, shared_templates

@@ -10,11 +10,10 @@ Dockerfiles of images that left the spec are removed from the output's
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.jobproto import write_text_atomic
 from infra.errors import OperationError
 from infra.render.paths import DOCKERFILES
 
@@ -53,7 +52,7 @@ def write_files(out: Path, files: dict[str, str]) -> WriteResult:
                 result.unchanged.append(rel)
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            _replace(path, text.encode("utf-8"))
+            write_text_atomic(path, text)
             result.written.append(rel)
         for rel in _stale(out, files):
             (out / rel).unlink()
@@ -62,18 +61,6 @@ def write_files(out: Path, files: dict[str, str]) -> WriteResult:
         raise OperationError(f"cannot write {out}: {exc.strerror or exc}",
                              hint="check that the output folder is writable, or choose another with --out") from None
     return result
-
-
-def _replace(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def diff_files(out: Path, files: dict[str, str], shown: str) -> str:

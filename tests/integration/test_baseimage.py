@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from infra.baseimage import BaseResult, ensure_bases, host_mirror
-from infra.config import load_stack
+from infra.build.base import BaseResult, ensure_bases, host_mirror
+from infra.spec import load_stack
 from infra.engine import Engine
 from tests.conftest import REPO
 
@@ -48,4 +48,4 @@ def test_host_mirror_is_a_debian_archive() -> None:
 def test_unknown_mode_is_bad_input(run_cli, tmp_path) -> None:
     result = run_cli("base", "--mode", "docker-tpu", cwd=tmp_path)
     assert result.code == 2
-    assert result.stderr.startswith("error: --mode: unknown mode 'docker-tpu'")
+    assert result.stderr.startswith("error: --mode 'docker-tpu' is not a mode")

@@ -103,7 +103,7 @@ def test_push_from_the_cli_matches_the_registry(built_stack, registry, docker_co
     (["--jobs", "0"], 2, "error: --jobs: must be at least 1, got 0"),
     (["--push"], 2, "error: --push needs a registry"),
     (["--builder", "no-such-builder"], 2, "error: --builder: no buildx builder named 'no-such-builder'"),
-    (["--mode", "docker-tpu"], 2, "error: --mode: unknown mode 'docker-tpu'"),
+    (["--mode", "docker-tpu"], 2, "error: --mode 'docker-tpu' is not a mode"),
 ])
 def test_bad_build_requests(args, code, message, project: Path) -> None:
     result = infra("build", "--mode", "docker-cpu", *args, cwd=project)

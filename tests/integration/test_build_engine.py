@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.build import BuildOptions, Finished, Started, StepEvent, build_images
+from infra.build.scheduler import BuildOptions, Finished, Started, StepEvent, build_images
 from infra.engine import Engine
-from infra.plan import HASH_LABEL, PARENT_LABEL, BuildTarget, plan_images
+from infra.build.plan import HASH_LABEL, PARENT_LABEL, BuildTarget, plan_images
 
 pytestmark = pytest.mark.docker
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import load_stack
+from infra.spec import load_stack
 from infra.engine import Engine
 from infra.errors import BadInputError
-from infra.nativeenv import check_mount, inspect_env
-from infra.stack import service_images
+from infra.stack.nativeenv import check_mount, inspect_env
+from infra.stack.readiness import service_images
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.docker
@@ -70,7 +70,7 @@ def test_stage_image_loads_torch_from_the_read_only_mount(image: str, stage_imag
 @pytest.fixture(scope="module")
 def trixie_base(tmp_path_factory) -> str:
     """A second small image with another Python: Debian trixie's 3.13, made with debootstrap once per machine."""
-    from infra.baseimage import BaseResult, ensure_bases
+    from infra.build.base import BaseResult, ensure_bases
 
     project = tmp_path_factory.mktemp("trixie")
     (project / "images").mkdir()

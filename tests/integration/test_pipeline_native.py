@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from infra.hardware.cache import fingerprint, write_cache
-from infra.sample import DIALOGUE
-from infra.scoring import word_errors
+from infra.jobs.sample import DIALOGUE
+from infra.quality.scoring import word_errors
 from tests.conftest import REPO
 from tests.integration.media_fixtures import detected  # noqa: F401
 
@@ -44,7 +44,7 @@ def ml_env(native_env: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from infra.weights import fetch_models
+    from infra.models.catalogue import fetch_models
 
     cache = tmp_path_factory.mktemp("models")
     outcome = [e for e in fetch_models(["whisper/tiny.en"], cache, None) if e.kind in ("done", "present", "failed")]

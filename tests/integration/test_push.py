@@ -11,7 +11,7 @@ import pytest
 
 from infra.engine import Engine
 from infra.errors import BadInputError, OperationError
-from infra.registry import preflight, push_images
+from infra.build.registry import preflight, push_images
 from tests.integration.conftest import free_port, start_registry, stop_registry
 
 pytestmark = pytest.mark.docker

@@ -80,7 +80,7 @@ def test_every_worker_is_healthy_and_a_second_up_changes_nothing(running) -> Non
 
 
 def test_jobs_go_through_the_workers_once_each_with_torch_from_the_native_env(running, native_env) -> None:
-    from infra.nativeenv import inspect_env
+    from infra.stack.nativeenv import inspect_env
 
     project, _, _ = running
     clip = media(project)

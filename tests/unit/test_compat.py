@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.nativeenv import ImageFacts, check_compatible, inspect_env, refusal
+from infra.stack.nativeenv import ImageFacts, check_compatible, inspect_env, refusal
 
 
 def env_with(root: Path, wheels: dict[str, tuple[str, list[str]]], python: str = "3.11.7") -> Path:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from infra import __version__
-from infra.config import load_stack
-from infra.config.load import dotted
+from infra.spec import load_stack
+from infra.spec.load import dotted
 from tests.conftest import REPO
 
 

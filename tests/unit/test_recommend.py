@@ -103,7 +103,7 @@ def test_mode_falls_back_to_what_the_spec_defines() -> None:
 def test_asked_mode_is_checked() -> None:
     with pytest.raises(BadInputError, match="docker-gpu needs a CUDA GPU"):
         r.recommend(snapshot(), mode="docker-gpu")
-    with pytest.raises(BadInputError, match="not defined in the spec"):
+    with pytest.raises(BadInputError, match="modes.docker-gpu: not defined"):
         r.recommend(snapshot(), mode="docker-gpu", allowed=("native",))
     rec = r.recommend(snapshot(gpus=[gpu(25.77)]), mode="docker-cpu")
     assert rec.asr_device == "cpu" and rec.whisper_model == "medium" and rec.compute_type == "int8"

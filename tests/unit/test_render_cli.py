@@ -122,9 +122,9 @@ def drop_gpu_mode(root: Path) -> None:
 
 BAD = {
     "unknown mode": ((), ["--mode", "docker-tpu"],
-                     "--mode: unknown mode 'docker-tpu' (defined in infra.yaml: native, docker-cpu, docker-gpu)"),
+                     "--mode 'docker-tpu' is not a mode (native, docker-cpu, docker-gpu)"),
     "mode not in the spec": ((drop_gpu_mode,), ["--mode", "docker-gpu"],
-                             "--mode: unknown mode 'docker-gpu' (defined in infra.yaml: native, docker-cpu)"),
+                             "infra.yaml: modes.docker-gpu: not defined (defined: native, docker-cpu)"),
     "--out with several modes": ((), ["-m", "native", "-m", "docker-cpu", "--out", "x"],
                                  "--out: needs exactly one --mode (got 2: native, docker-cpu)"),
     "template extends a missing one": ((image_template('{% extends "Dockerfile.jj2" %}\n'),), [],

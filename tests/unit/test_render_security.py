@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config.models import ImageSpec
+from infra.spec.models import ImageSpec
 from tests.dockerfile_parse import instructions, run_flags_and_command
 from tests.render_cases import CASES, MODES, default_stack, render
 

@@ -66,7 +66,7 @@ def test_render_mode_checks_the_mode_for_callers_other_than_the_cli() -> None:
     from infra.render import check_mode
 
     stack = default_stack()
-    with pytest.raises(BadInputError, match="--mode: unknown mode 'docker-tpu'"):
+    with pytest.raises(BadInputError, match="--mode 'docker-tpu' is not a mode"):
         check_mode(stack, "docker-tpu")
     modes = {k: v for k, v in stack.spec.modes.items() if k != "docker-gpu"}
     stack = dataclasses.replace(stack, spec=stack.spec.model_copy(update={"modes": modes}))

@@ -1,4 +1,4 @@
-"""WER and DER (infra/scoring.py), and the RTTM the diarize stage writes read back by the scorer."""
+"""WER and DER (infra/quality/scoring.py), and the RTTM the diarize stage writes read back by the scorer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.scoring import (
+from infra.quality.scoring import (
     Turn, best_mapping, diarization_errors, normalize_words, read_rttm, read_stm, word_errors,
 )
 from stages.diarize import renamed_by_first_speech, rttm_lines

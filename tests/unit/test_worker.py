@@ -26,7 +26,7 @@ def make_job(root: Path, job_id: str, plan: dict[str, list[str]], commands: dict
             "plan": {n: {"after": a, "command": commands[n]} for n, a in plan.items()}}
     for name, after in plan.items():
         if not after:
-            w.enqueue(root, name, {**work, "command": commands[name]})
+            w.enqueue(root / "jobs", name, {**work, "command": commands[name]})
     return work
 
 

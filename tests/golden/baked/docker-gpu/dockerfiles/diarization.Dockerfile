@@ -34,4 +34,5 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
 
 USER 10001:10001
 
+COPY --from=jobproto --chown=0:0 ["__init__.py", "jobproto.py", "/opt/infra/infra/"]
 COPY --from=stages --chown=0:0 ["__init__.py", "_*.py", "worker.py*", "diarize.py*", "/opt/infra/stages/"]

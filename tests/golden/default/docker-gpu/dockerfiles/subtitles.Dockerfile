@@ -16,4 +16,5 @@ LABEL \
 
 USER 10001:10001
 
+COPY --from=jobproto --chown=0:0 ["__init__.py", "jobproto.py", "/opt/infra/infra/"]
 COPY --from=stages --chown=0:0 ["__init__.py", "_*.py", "worker.py*", "subtitles.py*", "/opt/infra/stages/"]

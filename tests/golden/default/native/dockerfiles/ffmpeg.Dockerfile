@@ -24,4 +24,5 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
 
 USER 10001:10001
 
+COPY --from=jobproto --chown=0:0 ["__init__.py", "jobproto.py", "/opt/infra/infra/"]
 COPY --from=stages --chown=0:0 ["__init__.py", "_*.py", "worker.py*", "demux.py*", "mux.py*", "/opt/infra/stages/"]

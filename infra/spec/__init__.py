@@ -1,5 +1,5 @@
 """The stack spec: models, loading, cross-file checks."""
 
-from infra.config.load import Stack, load_stack
+from infra.spec.load import Stack, load_stack
 
 __all__ = ["Stack", "load_stack"]

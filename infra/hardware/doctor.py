@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from infra.config import Stack
+from infra.spec import Stack
 from infra.engine import Engine
 from infra.errors import EngineError, EngineUnavailableError, InfraError
 from infra.hardware.detect import tool_version
 from infra.hardware.snapshot import ToolInfo
-from infra.nativeenv import inspect_env
-from infra.versions import version_tuple
+from infra.stack.nativeenv import inspect_env
+from infra.hardware.versions import version_tuple
 
 Status = Literal["ok", "warn", "fail"]
 

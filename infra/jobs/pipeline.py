@@ -8,41 +8,35 @@ STAGE`` runs that stage and everything after it; ``--stages`` runs only those.
 A stage whose inputs are neither in the job directory nor made earlier in the
 same run is refused before anything starts.
 
-``run_job`` then runs each stage through a StageRunner (infra/runners.py),
+``run_job`` then runs each stage through a StageRunner (infra/jobs/runners.py),
 appending its output to ``logs/<stage>.log``, and yields an event per stage. The
 stage itself records its result; the pipeline adds the runner, the wall time,
 the exit code and the log, marks the stages after a rerun stage ``pending``
 (their inputs changed), and stops at the first failure with the log's tail. Every
-change to job.json is made under the job's lock (infra/jobqueue.py), the same
+change to job.json is made under the job's lock (infra/jobproto.py), the same
 lock the stages and the stack's workers take, so job.json stays consistent and
 a rerun resumes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import graphlib
-import json
-import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from infra.errors import BadInputError, OperationError
-from infra.jobqueue import locked_job
+from infra.jobproto import (CACHE_ENV, LOGS_DIR, RUN_LOCK, JobBusyError, locked_job, read_job_file, model_cache, run_lock,
+                            set_job_status, update_stage_entry)
 
 if TYPE_CHECKING:
-    from infra.config import Stack
-    from infra.config.models import StageSpec
-    from infra.runners import StageCall, StageRunner
-
-LOGS_DIR = "logs"
-RUN_LOCK = "run.lock"
-CACHE_ENV = "INFRA_CACHE"             # the model cache the stages read (stages/_jobio.py)
-CACHE_DIR = "shared-model-and-cache"
+    from infra.spec import Stack
+    from infra.spec.models import StageSpec
+    from infra.jobs.runners import StageCall, StageRunner
 LOG_TAIL_LINES = 12
 ASR_STAGE = "asr"
 STAGE_ENV = {"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -172,16 +166,11 @@ def plan_run(job: dict[str, Any], job_dir: Path, specs: dict[str, StageSpec], re
     return plan
 
 
-def model_cache(job: dict[str, Any]) -> Path:
-    env = os.environ.get(CACHE_ENV, "").strip()
-    return Path(env) if env else Path(job["workspace"]) / CACHE_DIR
-
-
 def check_models(job: dict[str, Any], plan: list[PlannedStage]) -> None:
     """Before anything runs: the Whisper model that ASR will load is in the cache (the stage checks again)."""
     if not any(p.name == ASR_STAGE and p.action == "run" for p in plan):
         return
-    from infra.weights import CATALOGUE, whisper_model
+    from infra.models.catalogue import CATALOGUE, whisper_model
 
     name = str(job.get("config", {}).get("whisper_model"))
     folder = model_cache(job) / "whisper" / name
@@ -191,45 +180,19 @@ def check_models(job: dict[str, Any], plan: list[PlannedStage]) -> None:
         raise BadInputError(f"Whisper model {name} is not in the model cache ({folder}): {how}")
 
 
-class RunLock:
-    """One `job run` per job at a time: an exclusive, non-blocking flock on the job's run.lock."""
-
-    def __init__(self, job_dir: Path, job_id: str) -> None:
-        self.path, self.job_id = job_dir / RUN_LOCK, job_id
-        self.fd = -1
-
-    def __enter__(self) -> RunLock:
-        self.fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise OperationError(f"job {self.job_id} is already running (another `infra job run` holds {self.path})")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        os.close(self.fd)
-
-
-def set_job_status(job_dir: Path, status: str) -> None:
-    with locked_job(job_dir) as data:
-        data["status"] = status
-
-
-def update_entry(job_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
-    """Set keys of one stage's entry in job.json under the job's lock (None removes a key); the new entry."""
-    with locked_job(job_dir) as data:
-        entry = next(s for s in data["stages"] if s["name"] == name)
-        for key, value in changes.items():
-            if value is None:
-                entry.pop(key, None)
-            else:
-                entry[key] = value
-        return dict(entry)
+@contextmanager
+def exclusive_run(job_dir: Path, job_id: str) -> Iterator[None]:
+    """One `job run` per job at a time (the job protocol's run.lock)."""
+    try:
+        with run_lock(job_dir):
+            yield
+    except JobBusyError:
+        raise OperationError(f"job {job_id} is already running (another `infra job run` holds "
+                             f"{job_dir / RUN_LOCK})") from None
 
 
 def final_status(job_dir: Path) -> str:
-    data = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
+    data = read_job_file(job_dir)
     statuses = {s.get("status") for s in data["stages"]}
     return "done" if statuses == {"done"} else "failed" if "failed" in statuses else "incomplete"
 
@@ -245,7 +208,7 @@ def log_tail(log: Path, offset: int, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def load_job(stack: Stack, job_id: str) -> tuple[Path, dict[str, Any]]:
-    from infra.jobs import job_dir_of, read_job
+    from infra.jobs.prepare import job_dir_of, read_job
     from infra.workspace import Workspace
 
     ws = Workspace(stack.workdir)
@@ -257,15 +220,14 @@ def load_job(stack: Stack, job_id: str) -> tuple[Path, dict[str, Any]]:
 
 def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
     """Run the planned stages of a job; yields events; raises StageFailedError at the first failed stage."""
-    from infra.runners import StageCall, runner_for
-
+    from infra.jobs.runners import StageCall
     job_dir, job = load_job(stack, request.job_id)
     plan = plan_run(job, job_dir, stack.spec.stages, request)
     runner = runner_for(request.mode or job["config"]["mode"], job, stack)
     if any(p.action == "run" for p in plan):
         runner.check()
         check_models(job, plan)
-    with RunLock(job_dir, request.job_id):
+    with exclusive_run(job_dir, request.job_id):
         (job_dir / LOGS_DIR).mkdir(exist_ok=True)
         set_job_status(job_dir, "running")
         entries = {s["name"]: s for s in job["stages"]}
@@ -290,6 +252,20 @@ def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
         set_job_status(job_dir, final_status(job_dir))
 
 
+def runner_for(mode: str, job: dict[str, Any], stack: Stack) -> StageRunner:
+    """The runner for ``mode``: natively, or in the stage images (docker-cpu, docker-gpu)."""
+    from infra.jobs.runners import NativeRunner
+    if mode == "native":
+        return NativeRunner(Path(job["config"]["native_env"]))
+    if mode in ("docker-cpu", "docker-gpu"):
+        from infra.jobs.containers import ContainerRunner
+
+        if mode not in stack.spec.modes:
+            raise BadInputError(f"mode {mode} is not defined in {stack.spec_path.name}")
+        return ContainerRunner(stack, mode, job)
+    raise BadInputError(f"unknown mode {mode!r} (native, docker-cpu, docker-gpu)")
+
+
 def run_one(runner: StageRunner, call: StageCall, job: dict[str, Any], step: PlannedStage) -> float:
     """One stage: mark what it makes stale, run it, check what it recorded; its wall seconds."""
     later = set(downstream(job, call.stage))
@@ -305,12 +281,12 @@ def run_one(runner: StageRunner, call: StageCall, job: dict[str, Any], step: Pla
     try:
         code = runner.run(call)
     except BaseException:
-        update_entry(call.job_dir, call.stage, status="failed", error="interrupted",
+        update_stage_entry(call.job_dir, call.stage, status="failed", error="interrupted",
                                     runner=runner.name)
         raise
     wall = round(time.perf_counter() - started, 3)
     log_rel = f"{LOGS_DIR}/{call.stage}.log"
-    entry = update_entry(call.job_dir, call.stage, runner=runner.name, wall_s=wall, exit_code=code,
+    entry = update_stage_entry(call.job_dir, call.stage, runner=runner.name, wall_s=wall, exit_code=code,
                                         log=log_rel, stale=None)
     if code == 0 and entry.get("status") == "done":
         return wall
@@ -318,7 +294,7 @@ def run_one(runner: StageRunner, call: StageCall, job: dict[str, Any], step: Pla
     error = entry.get("error") if entry.get("status") == "failed" else None
     if not error:
         error = f"killed by signal {-code}" if code < 0 else f"exited with code {code} without recording a result"
-        update_entry(call.job_dir, call.stage, status="failed", error=error)
+        update_stage_entry(call.job_dir, call.stage, status="failed", error=error)
     shown = "\n".join(line for line in tail.splitlines() if error not in line and not line.startswith("=== "))
     raise StageFailedError(f"stage {call.stage} failed: {error}", shown, 2 if code == 2 else 1,
                            hint=f"full log: {call.log}; after fixing it, `infra job run {job['id']}` resumes here")

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import Stack
-from infra.config.models import Mode
+from infra.spec import Stack
+from infra.spec.models import Mode
 from infra.engine import Engine
 from infra.engine.client import ImageInfo
 from infra.errors import BadInputError, OperationError

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config.models import ImageSpec, Mode, NAME_RE, ProjectSpec
+from infra.spec.models import NAME_RE, ImageSpec, ProjectSpec
+from infra.spec.modes import Mode, check_mode
 from infra.errors import ConfigError
 from infra.resources import data_root
 
@@ -46,6 +47,14 @@ class Stack:
 
         graph = {n: ({i.parent} if i.parent else set()) for n, i in self.images.items() if mode in i.modes}
         return [n for n in TopologicalSorter(graph).static_order() if n in graph]
+
+    def check_mode(self, mode: str, flag: str = "--mode") -> Mode:
+        """``mode`` if the spec defines it; else a one-line error (exit 2) that lists the defined modes."""
+        return check_mode(mode, self.spec.modes, self.spec_path.name, flag)
+
+    def check_modes(self, modes: list[str] | None, flag: str = "--mode") -> list[Mode]:
+        """Each of ``modes`` checked, duplicates dropped; every mode of the spec when none is given."""
+        return [self.check_mode(m, flag) for m in dict.fromkeys(modes)] if modes else list(self.spec.modes)
 
     def base_ref(self, mode: Mode) -> str:
         """The image a mode's root image starts FROM.
@@ -96,7 +105,7 @@ def resolve_spec_path(explicit: str | os.PathLike[str] | None, cwd: Path) -> tup
 
 def load_stack(path: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Stack:
     """Read, validate and cross-check the spec. Raises ConfigError with every problem found."""
-    from infra.config.checks import check_stack
+    from infra.spec.checks import check_stack
 
     cwd = cwd or Path.cwd()
     spec_path, embedded = resolve_spec_path(path, cwd)

@@ -15,12 +15,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from infra.doctor import Check, ffmpeg_check
-from infra.weights import DIARIZATION_MODEL, FetchEvent, HubToken, fetch_models, whisper_model
+from infra.hardware.doctor import Check, ffmpeg_check
+from infra.models.catalogue import DIARIZATION_MODEL, FetchEvent, HubToken, fetch_models, whisper_model
 from infra.workspace import Workspace
 
 if TYPE_CHECKING:
-    from infra.config import Stack
+    from infra.spec import Stack
     from infra.hardware.recommend import Recommendation
 
 BootstrapEvent = Union[Check, FetchEvent]

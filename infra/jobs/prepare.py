@@ -20,17 +20,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infra.atomicfile import write_json_atomic
+from infra.jobproto import JOB_FILE, SCHEMA as JOB_SCHEMA, write_json_atomic
 from infra.errors import BadInputError, OperationError
 from infra.workspace import Workspace
 
 if TYPE_CHECKING:
-    from infra.config import Stack
+    from infra.spec import Stack
     from infra.hardware.cache import HardwareState
-    from infra.media import MediaProbe
+    from infra.jobs.media import MediaProbe
 
-JOB_SCHEMA = 1
-JOB_FILE = "job.json"
 JOB_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{4}$")
 MAX_JOBS_PER_DAY = 9999
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")
@@ -118,7 +116,7 @@ class CheckedRequest:
 
 
 def check_request(request: JobRequest) -> CheckedRequest:
-    from infra.media import check_range, parse_time
+    from infra.jobs.media import check_range, parse_time
 
     start = parse_time(request.start, "--start") if request.start is not None else None
     end = parse_time(request.end, "--end") if request.end is not None else None
@@ -132,7 +130,7 @@ def check_request(request: JobRequest) -> CheckedRequest:
     if request.task not in TASKS:
         raise BadInputError(f"--task {request.task!r} is not a task ({', '.join(TASKS)})")
     if request.whisper_model is not None:
-        from infra.weights import CATALOGUE, whisper_model
+        from infra.models.catalogue import CATALOGUE, whisper_model
 
         known = [e.name.split("/", 1)[1] for e in CATALOGUE.values() if e.kind == "whisper"]
         if whisper_model(request.whisper_model) not in CATALOGUE:
@@ -147,7 +145,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
     """Check everything, then claim an id, make the job directory, cut the clip and write job.json."""
     from infra.hardware.cache import stack_hardware
     from infra.hardware.recommend import recommend
-    from infra.media import MediaProbe, check_range, cut_clip
+    from infra.jobs.media import MediaProbe, check_range, cut_clip
 
     checked = request if isinstance(request, CheckedRequest) else check_request(request)
     request, start, end = checked.request, checked.start_s, checked.end_s
@@ -276,3 +274,20 @@ def list_jobs(ws: Workspace) -> list[dict[str, Any]]:
                      "duration_s": data.get("input", {}).get("duration_s"),
                      "mode": data.get("config", {}).get("mode"), "dir": data.get("dir")})
     return rows
+
+
+def reachable_input(ws: Workspace, job_dir: Path, job: dict[str, Any]) -> str:
+    """The input as a path the containers can open: inside the workspace (relative to the job
+    directory), linked or copied into the job directory when it lies elsewhere."""
+    source = Path(job["input"]["file"])
+    source = source if source.is_absolute() else job_dir / source
+    root = ws.root.resolve()
+    if source.resolve().is_relative_to(root):
+        return os.path.relpath(source.resolve(), job_dir.resolve())
+    local = job_dir / f"media{source.suffix}"
+    if not local.exists():
+        try:
+            os.link(source, local)
+        except OSError:
+            shutil.copy2(source, local)
+    return local.name

@@ -13,13 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from infra.config import Stack
+from infra.spec import Stack
 from infra.engine import Engine
 from infra.errors import BadInputError
-from infra.runners import StageCall
-
+from infra.jobproto import CACHE_ENV
+from infra.jobs.runners import StageCall
 DATA = "/data"
-CACHE_ENV = "INFRA_CACHE"
 
 
 class ContainerRunner:
@@ -34,9 +33,10 @@ class ContainerRunner:
 
     def check(self) -> None:
         """Images built and current, the native env loadable by each, the input reachable from /data."""
-        from infra.jobqueue import locked_job, reachable_input
+        from infra.jobproto import locked_job
+        from infra.jobs.prepare import reachable_input
         from infra.render.paths import UID
-        from infra.stack import check_native_env, prepare_workspace, render_to_disk, stale_images
+        from infra.stack.readiness import check_native_env, prepare_workspace, render_to_disk, stale_images
         from infra.workspace import Workspace
 
         stale = stale_images(self.stack, self.mode, render_to_disk(self.stack, self.mode), self.engine)
@@ -59,7 +59,7 @@ class ContainerRunner:
 
         found = [(str(self.root / host), target, read_only) for host, target, read_only in DATA_MOUNTS]
         if self.stack.spec.native_env.torch == "mounted":
-            from infra.nativeenv import inspect_env
+            from infra.stack.nativeenv import inspect_env
 
             env = inspect_env(self.stack.workdir / self.stack.spec.native_env.path)
             found.append((str(env.site_packages.resolve()), NATIVE_SITE, True))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from infra.resources import data_root, package_root
+
 HASH_LABEL = "io.infra.content-hash"
 PARENT_LABEL = "io.infra.parent-digest"
 
@@ -181,15 +183,14 @@ def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # 
             parent=image.parent,
             base=stack.base_ref(mode) if image.parent is None else None,
             local_contexts={
-                **({paths.STAGES_CONTEXT: stages_dir} if name in with_code else {}),
+                **({paths.STAGES_CONTEXT: stages_dir, paths.PROTOCOL_CONTEXT: package_root()} if name in with_code else {}),
                 **({paths.WHEELHOUSE_CONTEXT: stack.workdir / wheelhouse} if wheelhouse and name in with_wheels else {}),
             },
-            context_globs={paths.STAGES_CONTEXT: stage_sources(stack, mode, name)} if name in with_code else {},
+            context_globs={paths.STAGES_CONTEXT: stage_sources(stack, mode, name),
+                           paths.PROTOCOL_CONTEXT: paths.PROTOCOL_FILES} if name in with_code else {},
         )
     return targets
 
 
 def _stages_dir() -> Path:
-    from infra.resources import data_root
-
     return data_root() / "stages"

@@ -10,41 +10,17 @@ under the job's lock (``.job.lock``, fcntl), the protocol the workers use too.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from infra.atomicfile import write_json_atomic
-from infra.config import Stack
 from infra.errors import BadInputError, OperationError
-from infra.jobs import JOB_FILE, job_dir_of
+from infra.jobproto import FINAL, IN_FLIGHT, JOB_FILE, enqueue, locked_job
+from infra.jobs.prepare import job_dir_of, reachable_input
+from infra.spec import Stack
 from infra.workspace import Workspace
-
-LOCK_FILE = ".job.lock"
-QUEUE = "queue"
-FINAL = ("done", "failed")
-IN_FLIGHT = ("queued", "running")     # a resubmission leaves these alone: no stage runs twice
-
-
-@contextlib.contextmanager
-def locked_job(job_dir: Path) -> Iterator[dict[str, Any]]:
-    """job.json for read-modify-write under the job's exclusive lock (taken on a read-only descriptor,
-    so that workers running as the images' user can lock a file root created, and the other way round)."""
-    fd = os.open(job_dir / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        data = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
-        yield data
-        write_json_atomic(job_dir / JOB_FILE, data)
-    finally:
-        os.close(fd)
 
 
 def stage_plan_of(stack: Stack, job: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -56,23 +32,6 @@ def stage_plan_of(stack: Stack, job: dict[str, Any]) -> dict[str, dict[str, Any]
                             hint="prepare the job again with the current spec")
     return {n: {"after": [a for a in stack.spec.stages[n].after if a in names],
                 "command": list(stack.spec.stages[n].command)} for n in names}
-
-
-def reachable_input(ws: Workspace, job_dir: Path, job: dict[str, Any]) -> str:
-    """The input as a path the containers can open: inside the workspace (relative to the job
-    directory), linked or copied into the job directory when it lies elsewhere."""
-    source = Path(job["input"]["file"])
-    source = source if source.is_absolute() else job_dir / source
-    root = ws.root.resolve()
-    if source.resolve().is_relative_to(root):
-        return os.path.relpath(source.resolve(), job_dir.resolve())
-    local = job_dir / f"media{source.suffix}"
-    if not local.exists():
-        try:
-            os.link(source, local)
-        except OSError:
-            shutil.copy2(source, local)
-    return local.name
 
 
 def submit_job(stack: Stack, job_id: str) -> list[str]:
@@ -103,28 +62,9 @@ def submit_job(stack: Stack, job_id: str) -> list[str]:
         job["status"] = "done" if len(done) == len(plan) else "queued"
         job["submitted"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     work = {"job": job_id, "dir": str(job_dir.resolve().relative_to(ws.root.resolve())), "plan": plan}
-    queued = []
-    for name in ready:
-        folder = ws.jobs / QUEUE / name
-        _make_like(folder, ws.jobs)
-        try:
-            fd = os.open(folder / job_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
-        except FileExistsError:
-            continue          # already waiting for a worker
-        with os.fdopen(fd, "w") as out:
-            json.dump({**work, "stage": name, "command": plan[name]["command"]}, out, sort_keys=True)
-        queued.append(name)
+    queued = [name for name in ready
+              if enqueue(ws.jobs, name, {**work, "stage": name, "command": plan[name]["command"]})]
     return queued
-
-
-def _make_like(folder: Path, parent: Path) -> None:
-    """mkdir -p, owned like ``parent`` when run as root: the workers rename files out of it."""
-    missing = [p for p in (folder.parent, folder) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        owner = parent.stat()
-        for path in missing:
-            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def wait_for_job(stack: Stack, job_id: str, timeout_s: float, poll_s: float = 0.5) -> Iterator[dict[str, Any]]:

@@ -89,7 +89,7 @@ class MediaProbe:
     """One ffprobe run, started at once; ``result()`` waits for it and judges the file."""
 
     def __init__(self, path: Path) -> None:
-        from infra.probe import start_probe, take_early
+        from infra.jobs.probe import start_probe, take_early
 
         self.path = check_media_path(path)
         self.shown = str(path)

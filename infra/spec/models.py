@@ -4,7 +4,7 @@
 the stages; each ``images/<name>/image.yaml`` holds one image. Every model
 forbids unknown keys, so a typo is an error rather than a silently ignored
 setting. Checks that span several files (parents, stage images, cycles) live in
-``infra.config.checks``.
+``infra.spec.checks``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Mode = Literal["native", "docker-cpu", "docker-gpu"]
-MODES: tuple[Mode, ...] = ("native", "docker-cpu", "docker-gpu")
+from infra.spec.modes import MODES, Mode
+
 TorchPolicy = Literal["mounted", "baked"]
 
 # Names become image tags, compose service names, paths and Jinja keys: keep them plain.

@@ -6,7 +6,7 @@ import difflib
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from infra.config.models import ImageSpec, ProjectSpec
+from infra.spec.models import ImageSpec, ProjectSpec
 
 # The Python that each Debian suite ships, for bases made with debootstrap.
 SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13", "forky": "3.13"}

@@ -3,7 +3,7 @@
 The pipeline hands a runner a ``StageCall`` (the stage, its command from the
 spec, the job directory, its log file and the environment it needs) and gets an
 exit code back; everything else (order, resume, job.json) is the pipeline's.
-The container runner (infra/containerrunner.py) runs the same command with
+The container runner (infra/jobs/containers.py) runs the same command with
 ``docker run`` of the stage's image, the workspace and the native environment
 mounted.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from infra.errors import BadInputError
-from infra.resources import data_root
+from infra.resources import stage_search_path
 
 PYTHON_NAMES = frozenset({"python", "python3"})
 STOP_WAIT_S = 10
@@ -55,7 +55,7 @@ class NativeRunner:
         self.python = env_path / "bin" / "python"
 
     def check(self) -> None:
-        from infra.nativeenv import CREATE_HINT
+        from infra.stack.nativeenv import CREATE_HINT
 
         if not self.python.exists():
             raise BadInputError(f"native environment {self.env_path} not found (no bin/python)",
@@ -68,7 +68,7 @@ class NativeRunner:
     def environment(self, call: StageCall) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
         env.update(call.env)
-        env["PYTHONPATH"] = str(data_root())
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in stage_search_path())
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -94,16 +94,3 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
-
-
-def runner_for(mode: str, job: dict[str, Any], stack: Any) -> StageRunner:
-    """The runner for ``mode``: natively, or in the stage images (docker-cpu, docker-gpu)."""
-    if mode == "native":
-        return NativeRunner(Path(job["config"]["native_env"]))
-    if mode in ("docker-cpu", "docker-gpu"):
-        from infra.containerrunner import ContainerRunner
-
-        if mode not in stack.spec.modes:
-            raise BadInputError(f"mode {mode} is not defined in {stack.spec_path.name}")
-        return ContainerRunner(stack, mode, job)
-    raise BadInputError(f"unknown mode {mode!r} (native, docker-cpu, docker-gpu)")

@@ -8,13 +8,32 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from infra.build import ImageReport
+from infra.jobproto import write_json_atomic
+from typing import Literal
+
 
 SCHEMA = 1
+Status = Literal["built", "up to date", "failed", "blocked"]
+
+
+@dataclass
+class ImageReport:
+    name: str
+    ref: str
+    status: Status
+    content_hash: str
+    seconds: float = 0.0
+    steps_executed: int = 0
+    steps_cached: int = 0
+    slowest_step: str = ""
+    slowest_seconds: float = 0.0
+    size_bytes: int = 0
+    image_id: str = ""
+    error: str = ""
+    log_tail: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -60,11 +79,7 @@ def write_summary(summary: BuildSummary, folder: Path) -> Path:
     path = folder / "build-summary.json"
     if path.exists():
         os.replace(path, folder / "build-summary.previous.json")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".build-summary.")
-    with os.fdopen(fd, "w") as out:
-        json.dump(summary.to_json(), out, indent=2, sort_keys=True)
-        out.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, summary.to_json())
     return path
 
 

@@ -14,33 +14,13 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
-from typing import Literal
 
 from infra.engine import Engine
 from infra.engine.build import BuildRequest, Step, StepLog, run_build
 from infra.engine.client import ImageInfo
 from infra.errors import EngineError, EngineUnavailableError
-from infra.plan import HASH_LABEL, PARENT_LABEL, Plan
-
-Status = Literal["built", "up to date", "failed", "blocked"]
-
-
-@dataclass
-class ImageReport:
-    name: str
-    ref: str
-    status: Status
-    content_hash: str
-    seconds: float = 0.0
-    steps_executed: int = 0
-    steps_cached: int = 0
-    slowest_step: str = ""
-    slowest_seconds: float = 0.0
-    size_bytes: int = 0
-    image_id: str = ""
-    error: str = ""
-    log_tail: list[str] = field(default_factory=list)
-
+from infra.build.plan import HASH_LABEL, PARENT_LABEL, Plan
+from infra.build.report import ImageReport
 
 @dataclass(frozen=True)
 class Started:
@@ -172,109 +152,3 @@ def _report(name: str, ref: str, content_hash: str, seconds: float, log: StepLog
                        steps_executed=len(executed), steps_cached=len(steps) - len(executed),
                        slowest_step=slowest.name if slowest else "", slowest_seconds=slowest.seconds if slowest else 0.0,
                        size_bytes=size, image_id=image_id)
-
-
-# ---------------------------------------------------------------------------------------------
-# The whole `infra build`: check the request, make bases, render, plan, build, summarise, push.
-
-
-@dataclass(frozen=True)
-class BuildRequestSpec:
-    mode: str
-    only: tuple[str, ...] = ()
-    jobs: int = 2
-    no_cache: bool = False
-    push: bool = False
-    registry: str | None = None
-    builder: str | None = None
-
-
-def build_stack(stack, request: BuildRequestSpec, engine: Engine | None = None) -> Iterator[object]:  # noqa: ANN001
-    """Yields progress (str), build events, push results, and finally the BuildSummary."""
-    import os
-    from pathlib import Path
-
-    from infra.baseimage import BaseResult, ensure_bases
-    from infra.buildreport import BuildSummary, critical_path, load_previous, write_summary
-    from infra.errors import BadInputError
-    from infra.plan import plan_images, targets_for_mode
-    from infra.registry import preflight, push_images
-    from infra.render import default_layout, render_mode
-    from infra.render.write import write_files
-
-    engine = engine or Engine()
-    mode = request.mode
-    names = stack.images_for_mode(mode)
-    if request.jobs < 1:
-        raise BadInputError(f"--jobs: must be at least 1, got {request.jobs}")
-    for name in request.only:
-        if name not in names:
-            raise BadInputError(f"--only: unknown image '{name}' in {mode} (images: {', '.join(names)})")
-    registry = request.registry or stack.spec.registry
-    if request.push and not registry:
-        raise BadInputError("--push needs a registry", hint="pass --registry HOST/NAMESPACE or set 'registry' in infra.yaml")
-    secrets = _build_secrets(stack)
-    wheelhouse = stack.spec.native_env.wheelhouse
-    if stack.spec.native_env.torch == "baked" and wheelhouse and not (stack.workdir / wheelhouse).is_dir():
-        raise BadInputError(f"native_env.wheelhouse: folder '{wheelhouse}' not found",
-                            hint="point it at a folder of wheels, or remove it to install torch from the index")
-    if request.builder:
-        engine.check_builder(request.builder)
-    if request.push:
-        preflight(registry, engine.registry_logged_in(registry))
-
-    known = engine.inspect_images([stack.base_ref(mode), *(stack.image_ref(n) for n in names)])  # one docker call
-    for event in ensure_bases(stack, [mode], engine, known=known):
-        yield event if isinstance(event, str) else f"base {event.ref}: {event.status}"
-
-    layout = default_layout(stack, mode)
-    out = Path(os.path.normpath(stack.workdir.resolve() / layout.from_project))
-    written = write_files(out, render_mode(stack, mode, layout))
-    if written.written:
-        yield f"rendered {len(written.written)} file(s) into {layout.out}"
-
-    targets = targets_for_mode(stack, mode, out)
-    plan = plan_images(targets, lambda ref: known[ref].labels.get(HASH_LABEL) if known.get(ref) else None)
-    summary_dir = stack.workdir / "out"
-    previous = load_previous(summary_dir, mode)
-    options = BuildOptions(jobs=request.jobs, no_cache=request.no_cache, builder=request.builder, secrets=secrets)
-    start = time.monotonic()
-    reports: dict[str, ImageReport] = {}
-    for event in build_images(plan, engine, options, set(request.only) or None, known):
-        if isinstance(event, Finished):
-            reports[event.report.name] = event.report
-        yield event
-    ordered = [reports[n] for n in plan.order if n in reports]
-    chain, chain_seconds = critical_path([r for r in ordered if r.status == "built"],
-                                         {n: p.target.parent for n, p in plan.images.items()})
-    summary = BuildSummary(mode, time.monotonic() - start, ordered, chain, chain_seconds, previous=previous)
-    if request.push and not summary.failed:
-        refs = {r.name: (r.ref, stack.image_ref(r.name, registry)) for r in ordered}
-        for pushed in push_images(engine, refs):
-            summary.pushed[pushed.name] = f"{pushed.remote}@{pushed.digest}"
-            yield pushed
-    write_summary(summary, summary_dir)
-    yield summary
-
-
-def _build_secrets(stack) -> tuple[str, ...]:  # noqa: ANN001
-    """BuildKit secrets for the build: the CA bundle file and the Hugging Face token, by reference only."""
-    import os
-    from pathlib import Path
-
-    from infra.errors import BadInputError
-    from infra.render import paths
-
-    secrets = []
-    for key, secret_id, variable in (("ca_bundle", paths.CA_SECRET, "INFRA_CA_BUNDLE"),
-                                     ("pip_config", paths.PIP_CONF_SECRET, "INFRA_PIP_CONFIG")):
-        value = getattr(stack.spec.secrets, key)
-        if not value:
-            continue
-        path = Path(value) if Path(value).is_absolute() else stack.workdir / value
-        if not path.is_file():
-            raise BadInputError(f"secrets.{key}: '{value}' not found", hint=f"point it (or {variable}) at a file")
-        secrets.append(f"id={secret_id},src={path}")
-    if os.environ.get(stack.spec.secrets.hf_token_env):
-        secrets.append(f"id={paths.HF_SECRET},env={stack.spec.secrets.hf_token_env}")
-    return tuple(secrets)

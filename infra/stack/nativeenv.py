@@ -213,7 +213,7 @@ def probe_image(engine, ref: str, cache_dir: Path | None = None) -> ImageFacts: 
     else:
         raw = json.loads(engine.run_python(ref, PROBE).strip().splitlines()[-1])
         if cached is not None:
-            from infra.atomicfile import write_text_atomic
+            from infra.jobproto import write_text_atomic
 
             cached.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(cached, json.dumps(raw, sort_keys=True))

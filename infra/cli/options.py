@@ -1,0 +1,19 @@
+"""Options that several commands share, defined once: `infra run` and `infra job prepare` take the same job options."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+Start = Annotated[Optional[str], typer.Option("--start", metavar="HH:MM:SS", help="Cut a clip from here; needs --end.")]
+End = Annotated[Optional[str], typer.Option("--end", metavar="HH:MM:SS", help="End of the clip.")]
+Workflow = Annotated[str, typer.Option("--workflow", help="transcribe or subtitles.")]
+JobMode = Annotated[Optional[str], typer.Option("--mode", help="native, docker-cpu or docker-gpu (default: recommended).")]
+Language = Annotated[Optional[str], typer.Option("--language", help="Spoken language code, e.g. hi or en (default: detect).")]
+Model = Annotated[Optional[str], typer.Option("--model", help="Whisper model, e.g. tiny.en or base (default: recommended).")]
+Task = Annotated[str, typer.Option("--task", help="transcribe, or translate into English.")]
+Name = Annotated[Optional[str], typer.Option("--name", help="A label for the job.")]
+User = Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")]
+StackMode = Annotated[str, typer.Option("--mode", "-m", help="docker-cpu or docker-gpu.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]

@@ -1,0 +1,1 @@
+"""Jobs: ids and job directories, media probes and clips, the pipeline that runs their stages, the stage runners."""

@@ -1,0 +1,1 @@
+"""Quality: word and diarization error rates, for the benchmarks that score the pipeline's output."""

@@ -1,0 +1,94 @@
+"""The running stack on one machine: `infra up`, `down`, `ps` and `logs` through compose v2.
+
+`up` renders the mode, makes sure every image the services use is built and
+current (building them with --build), checks that each image can load the
+native environment it will mount, hands the workspace to the images' user,
+and starts the services with compose, waiting until they are healthy. A
+failure or Ctrl-C on the way takes the project down again, so nothing is left
+half-started.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from infra.engine import Engine
+from infra.errors import BadInputError, OperationError
+from infra.spec import Stack
+from infra.stack.readiness import check_native_env, prepare_workspace, render_to_disk, service_images, stale_images
+
+UP_TIMEOUT_S = 120
+
+
+def stack_up(stack: Stack, mode: str, build: bool = False, scales: dict[str, int] | None = None,
+             engine: Engine | None = None) -> Iterator[object]:
+    """Yields progress (str and build events); the last item is the list of ServiceState."""
+    from infra.engine.compose import Compose
+
+    engine = engine or Engine()
+    if mode == "native" and not service_images(stack, mode):
+        raise BadInputError("native mode runs no services", hint="use docker-cpu or docker-gpu with `infra up`")
+    services = set(_compose_services(stack, mode))
+    for name in scales or {}:
+        if name not in services:
+            raise BadInputError(f"--scale: no service '{name}' in {mode} (services: {', '.join(sorted(services))})")
+    rendered = render_to_disk(stack, mode)
+    stale = stale_images(stack, mode, rendered, engine)
+    if stale and not build:
+        raise BadInputError(f"images not built or out of date for {mode}: {', '.join(stale)}",
+                            hint=f"`infra build --mode {mode}`, or `infra up --mode {mode} --build`")
+    if stale:
+        from infra.build.run import BuildRequestSpec, build_stack
+        from infra.build.report import BuildSummary
+
+        for event in build_stack(stack, BuildRequestSpec(mode=mode, jobs=os.cpu_count() or 2), engine):
+            if isinstance(event, BuildSummary) and event.failed:
+                failed = [r.name for r in event.images if r.status in ("failed", "blocked")]
+                raise OperationError(f"build failed for {', '.join(failed)}; nothing was started",
+                                     hint=f"`infra build --mode {mode}` shows the build's log")
+            yield event
+    check_native_env(stack, service_images(stack, mode), engine)
+    warning = prepare_workspace(stack)
+    if warning:
+        yield f"warning: {warning}"
+    compose = Compose(engine, rendered.compose_file)
+    try:
+        compose.up(scales=scales, wait_timeout=UP_TIMEOUT_S)
+    except BaseException:
+        compose.down()          # Ctrl-C or a failed start: leave nothing half-started
+        raise
+    yield compose.ps()
+
+
+def _compose_services(stack: Stack, mode: str) -> list[str]:
+    from infra.render.compose import compose_stages
+
+    return compose_stages(stack, mode)  # type: ignore[arg-type]
+
+
+def stack_down(stack: Stack, mode: str, volumes: bool = False, engine: Engine | None = None) -> int:
+    """Stop and remove the mode's services and anything else carrying the project's label."""
+    from infra.engine.compose import Compose, remove_labelled_containers
+
+    engine = engine or Engine()
+    rendered = render_to_disk(stack, mode)
+    Compose(engine, rendered.compose_file).down(volumes=volumes)
+    return remove_labelled_containers(engine, stack.spec.project)
+
+
+def stack_ps(stack: Stack, mode: str, engine: Engine | None = None) -> list:
+    from infra.engine.compose import Compose
+
+    return Compose(engine or Engine(), render_to_disk(stack, mode).compose_file).ps()
+
+
+def stack_logs(stack: Stack, mode: str, services: list[str], follow: bool, tail: str | None,
+               engine: Engine | None = None) -> Iterator[str]:
+    from infra.engine.compose import Compose
+
+    known = set(_compose_services(stack, mode))
+    for name in services:
+        if name not in known:
+            raise BadInputError(f"no service '{name}' in {mode} (services: {', '.join(sorted(known))})")
+    yield from Compose(engine or Engine(), render_to_disk(stack, mode).compose_file).logs(services, follow, tail)

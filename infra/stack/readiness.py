@@ -1,0 +1,83 @@
+"""Is a mode ready to run? Its files rendered, its images built and current, the native env loadable in each.
+
+Shared by `infra up`, `infra deploy` and the container runner of `infra job run`,
+so all three refuse the same things with the same words.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.build.plan import HASH_LABEL, plan_images, targets_for_mode
+from infra.engine import Engine
+from infra.errors import OperationError
+from infra.spec import Stack
+
+
+@dataclass(frozen=True)
+class Rendered:
+    mode: str
+    out: Path
+
+    @property
+    def compose_file(self) -> Path:
+        from infra.render import paths
+
+        return self.out / paths.COMPOSE_FILE
+
+    @property
+    def stack_file(self) -> Path:
+        from infra.render import paths
+
+        return self.out / paths.SWARM_FILE
+
+
+def render_to_disk(stack: Stack, mode: str) -> Rendered:
+    from infra.render import default_layout, render_mode
+    from infra.render.write import write_files
+
+    layout = default_layout(stack, mode)  # type: ignore[arg-type]
+    out = Path(os.path.normpath(stack.workdir.resolve() / layout.from_project))
+    write_files(out, render_mode(stack, mode, layout))
+    return Rendered(mode, out)
+
+
+def service_images(stack: Stack, mode: str) -> list[str]:
+    """Images that the mode's services run (the stages whose image is built in the mode)."""
+    from infra.render.compose import compose_stages
+
+    return sorted({stack.spec.stages[s].image for s in compose_stages(stack, mode)})  # type: ignore[arg-type]
+
+
+def stale_images(stack: Stack, mode: str, rendered: Rendered, engine: Engine) -> list[str]:
+    """Images of the mode that are missing or older than the spec (their content hash differs)."""
+    targets = targets_for_mode(stack, mode, rendered.out)
+    known = engine.inspect_images([t.ref for t in targets.values()])
+    plan = plan_images(targets, lambda ref: known[ref].labels.get(HASH_LABEL) if known.get(ref) else None)
+    return [n for n in plan.order if not plan.images[n].up_to_date]
+
+
+def check_native_env(stack: Stack, images: list[str], engine: Engine) -> None:
+    """Under the mounted policy: the env exists and every service image can load it."""
+    from infra.stack.nativeenv import check_mount, inspect_env
+
+    if stack.spec.native_env.torch != "mounted" or not images:
+        return
+    env = inspect_env(stack.workdir / stack.spec.native_env.path)
+    check_mount(engine, env, [stack.image_ref(n) for n in images], stack.workdir / ".infra" / "cache" / "image-facts")
+
+
+def prepare_workspace(stack: Stack) -> str | None:
+    """The data folders the services mount, owned by the images' user; a warning when that is not possible."""
+    from infra.models.bootstrap import make_workspace
+    from infra.render.paths import UID
+    from infra.workspace import Workspace
+
+    check = make_workspace(Workspace(stack.workdir), UID, UID)
+    if check.status == "fail":
+        raise OperationError(check.detail, hint=check.hint)
+    return check.detail if check.status == "warn" else None
+
+
