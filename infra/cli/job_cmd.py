@@ -7,31 +7,31 @@ from typing import Annotated, Optional
 
 import typer
 
+from infra.cli import options as opt
+
 app = typer.Typer(help="Prepare jobs, run their stages and find them again.", no_args_is_help=True)
 
 
 @app.command("prepare")
 def prepare(
     media: Annotated[str, typer.Argument(metavar="MEDIA", help="The film or audio file.", show_default=False)],
-    start: Annotated[Optional[str], typer.Option("--start", metavar="HH:MM:SS", help="Cut a clip from here (HH:MM:SS); needs --end.")] = None,
-    end: Annotated[Optional[str], typer.Option("--end", metavar="HH:MM:SS", help="End of the clip (HH:MM:SS).")] = None,
-    workflow: Annotated[str, typer.Option("--workflow", help="transcribe or subtitles.")] = "subtitles",
-    mode: Annotated[Optional[str], typer.Option("--mode", help="native, docker-cpu or docker-gpu (default: recommended).")] = None,
-    language: Annotated[Optional[str], typer.Option("--language", help="Spoken language code, e.g. hi or en (default: detect).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="A label for the job.")] = None,
-    user: Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Whisper model, e.g. tiny.en or base (default: recommended).")] = None,
-    task: Annotated[str, typer.Option("--task", help="transcribe, or translate into English.")] = "transcribe",
+    start: opt.Start = None,
+    end: opt.End = None,
+    workflow: opt.Workflow = "subtitles",
+    mode: opt.JobMode = None,
+    language: opt.Language = None,
+    model: opt.Model = None,
+    task: opt.Task = "transcribe",
+    name: opt.Name = None,
+    user: opt.User = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print job.json.")] = False,
 ) -> None:
     """Check MEDIA with ffprobe, claim a job id, make the job directory (and clip) and write job.json."""
-    from infra.cli.context import load, optional_mode
-    from infra.jobs.prepare import JobRequest, check_request, prepare_job
+    from infra.cli.context import load
     from infra.jobs.media import MediaProbe
+    from infra.jobs.prepare import prepare_job
 
-    mode = optional_mode(mode)
-    checked = check_request(JobRequest(media=Path(media), start=start, end=end, workflow=workflow, mode=mode,
-                                       language=language, name=name, user=user, whisper_model=model, task=task))
+    checked = opt.job_request(Path(media), start, end, workflow, mode, language, model, task, name, user)
     probe = MediaProbe(Path(media))       # ffprobe reads the file while the spec and the cache load
     job = prepare_job(load(), checked, probe=probe)
     data = job.data
@@ -56,7 +56,7 @@ def run(
     stages: Annotated[Optional[list[str]], typer.Option("--stages", metavar="STAGE[,STAGE]", help="Run only these stages.")] = None,
     from_stage: Annotated[Optional[str], typer.Option("--from", metavar="STAGE", help="Run this stage and every stage after it again.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run the chosen stages even when they are done.")] = False,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="Run in this mode instead of the job's (native in this version).")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="Run in this mode instead of the job's: native, docker-cpu or docker-gpu.")] = None,
 ) -> None:
     """Run the job's stages in dependency order; done stages are skipped, so a rerun resumes."""
     from infra.cli.context import load, optional_mode

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from infra.jobs.prepare import CheckedRequest
 
 Start = Annotated[Optional[str], typer.Option("--start", metavar="HH:MM:SS", help="Cut a clip from here; needs --end.")]
 End = Annotated[Optional[str], typer.Option("--end", metavar="HH:MM:SS", help="End of the clip.")]
@@ -17,3 +21,13 @@ Name = Annotated[Optional[str], typer.Option("--name", help="A label for the job
 User = Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")]
 StackMode = Annotated[str, typer.Option("--mode", "-m", help="docker-cpu or docker-gpu.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def job_request(media: Path, start: Optional[str], end: Optional[str], workflow: str, mode: Optional[str],
+                language: Optional[str], model: Optional[str], task: str, name: Optional[str],
+                user: Optional[str]) -> CheckedRequest:
+    """The job options of `infra run` and `infra job prepare`, checked (before the spec loads) in one place."""
+    from infra.jobs.prepare import JobRequest, check_request
+
+    return check_request(JobRequest(media=media, start=start, end=end, workflow=workflow, mode=mode,
+                                    language=language, name=name, user=user, whisper_model=model, task=task))

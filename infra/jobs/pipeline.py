@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from infra.jobs.runners import StageCall, StageRunner
 LOG_TAIL_LINES = 12
 ASR_STAGE = "asr"
+RESULT_SUFFIXES = (".srt", ".vtt", ".mp4")    # what a user wants from a job, besides its last outputs
 STAGE_ENV = {"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -216,6 +217,19 @@ def load_job(stack: Stack, job_id: str) -> tuple[Path, dict[str, Any]]:
     if not isinstance(job.get("stages"), list):
         raise OperationError(f"job {job_id}: its job.json has no stages list")
     return job_dir_of(ws, job_id), job
+
+
+def result_files(stack: Stack, job_dir: Path, job: dict[str, Any]) -> list[Path]:
+    """The files a user wants from a job: subtitles, the muxed video, and the outputs of its last stages."""
+    names = [s["name"] for s in job["stages"]]
+    waited_for = {a for s in job["stages"] for a in s.get("after", [])}
+    found = []
+    for name in names:
+        for output in stack.spec.stages[name].outputs if name in stack.spec.stages else []:
+            path = job_dir / output
+            if path.is_file() and (path.suffix in RESULT_SUFFIXES or name not in waited_for):
+                found.append(path)
+    return found
 
 
 def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:

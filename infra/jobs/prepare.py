@@ -121,6 +121,10 @@ def check_request(request: JobRequest) -> CheckedRequest:
     start = parse_time(request.start, "--start") if request.start is not None else None
     end = parse_time(request.end, "--end") if request.end is not None else None
     check_range(start, end)
+    if request.mode is not None:
+        from infra.spec.modes import check_mode
+
+        check_mode(request.mode)
     if request.workflow not in WORKFLOW_TARGETS:
         raise BadInputError(f"unknown workflow {request.workflow!r} (known: {', '.join(WORKFLOW_TARGETS)})")
     language = request.language
