@@ -152,3 +152,15 @@ def test_the_job_protocol_needs_only_the_standard_library() -> None:
     init = ast.parse((PACKAGE / "__init__.py").read_text())
     assert not [n for n in ast.walk(init) if isinstance(n, (ast.Import, ast.ImportFrom))], \
         "infra/__init__.py must import nothing: the stage images carry it beside jobproto.py"
+
+
+def test_the_architecture_doc_names_every_package_and_nothing_else() -> None:
+    """docs/ARCHITECTURE.md's diagram and table speak of the folders that exist, and of all of them."""
+    import re
+
+    doc = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    named = set(re.findall(r"(?<![.\w])infra/([a-z_]+)/", doc))
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert named == packages, f"named but missing: {named - packages}; missing from the doc: {packages - named}"
+    files = set(re.findall(r"infra/([a-z_]+\.py)", doc))
+    assert files <= {p.name for p in PACKAGE.glob("*.py")}, files
