@@ -13,7 +13,7 @@ from infra.build.plan import HASH_LABEL, plan_images, targets_for_mode
 from infra.build.registry import preflight, push_images
 from infra.build.report import BuildSummary, ImageReport, critical_path, load_previous, write_summary
 from infra.build.scheduler import BuildOptions, Finished, build_images
-from infra.engine import Engine
+from infra.engine import Engine, EngineAPI
 from infra.errors import BadInputError
 from infra.render import default_layout, paths, render_mode
 from infra.render.write import write_files
@@ -30,7 +30,7 @@ class BuildRequestSpec:
     builder: str | None = None
 
 
-def build_stack(stack: Stack, request: BuildRequestSpec, engine: Engine | None = None) -> Iterator[object]:
+def build_stack(stack: Stack, request: BuildRequestSpec, engine: EngineAPI | None = None) -> Iterator[object]:
     """Yields progress (str), build events, push results, and finally the BuildSummary."""
     engine = engine or Engine()
     mode = request.mode

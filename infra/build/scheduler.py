@@ -15,12 +15,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 
-from infra.engine import Engine
-from infra.engine.build import BuildRequest, Step, StepLog, run_build
-from infra.engine.client import ImageInfo
-from infra.errors import EngineError, EngineUnavailableError
 from infra.build.plan import HASH_LABEL, PARENT_LABEL, Plan
 from infra.build.report import ImageReport
+from infra.engine import Engine, EngineAPI, ImageInfo
+from infra.engine.build import BuildRequest, Step, StepLog
+from infra.errors import EngineError, EngineUnavailableError
+
 
 @dataclass(frozen=True)
 class Started:
@@ -52,11 +52,13 @@ class BuildOptions:
     args: Mapping[str, str] = field(default_factory=dict)
 
 
-def build_images(plan: Plan, engine: Engine, options: BuildOptions, only: set[str] | None = None,
+def build_images(plan: Plan, engine: EngineAPI | None, options: BuildOptions, only: set[str] | None = None,
                  known: Mapping[str, ImageInfo | None] | None = None) -> Iterator[Event]:
     """Build the stale images of ``plan`` (or of ``only`` and what they need); yield events as they happen.
 
-    ``known`` holds images inspected when the plan was made, so up-to-date ones cost no docker call."""
+    ``engine`` is the Docker engine unless given; ``known`` holds images inspected when the plan was
+    made, so up-to-date ones cost no docker call."""
+    engine = engine or Engine()
     known = known or {}
     wanted = _with_ancestors(plan, only) if only else set(plan.images)
     graph = {n: {p.target.parent} & wanted if p.target.parent else set() for n, p in plan.images.items() if n in wanted}
@@ -106,14 +108,14 @@ def _with_ancestors(plan: Plan, only: set[str]) -> set[str]:
     return wanted
 
 
-def _up_to_date(engine: Engine, name: str, plan: Plan, inspected: ImageInfo | None) -> ImageReport:
+def _up_to_date(engine: EngineAPI, name: str, plan: Plan, inspected: ImageInfo | None) -> ImageReport:
     planned = plan.images[name]
     inspected = inspected or engine.inspect_image(planned.target.ref)
     return ImageReport(name, planned.target.ref, "up to date", planned.content_hash,
                        size_bytes=inspected.size, image_id=inspected.id)
 
 
-def _build_one(engine: Engine, plan: Plan, name: str, options: BuildOptions,
+def _build_one(engine: EngineAPI, plan: Plan, name: str, options: BuildOptions,
                events: queue.SimpleQueue[Event]) -> ImageReport:
     planned = plan.images[name]
     target = planned.target
@@ -133,7 +135,7 @@ def _build_one(engine: Engine, plan: Plan, name: str, options: BuildOptions,
 
     start = time.monotonic()
     try:
-        log = run_build(engine, request, on_step)
+        log = engine.build(request, on_step)
     except EngineUnavailableError:
         raise
     except EngineError as exc:

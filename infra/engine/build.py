@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from infra.engine.client import Engine, translate_errors
+from infra.engine.translate import engine_down, failure, translate_errors
 from infra.errors import EngineError
 
 LOG_TAIL_LINES = 40
@@ -99,12 +100,13 @@ class BuildRequest:
     builder: str | None = None
 
 
-def run_build(engine: Engine, request: BuildRequest, on_step: Callable[[Step], None] | None = None) -> StepLog:
-    """Build and load one image; raise EngineError with the output's tail if it fails."""
+def run_build(docker: Any, request: BuildRequest, on_step: Callable[[Step], None] | None = None) -> StepLog:
+    """Build and load one image with ``docker`` (a python-on-whales client); raise EngineError with the
+    output's tail if it fails. Reached through :meth:`infra.engine.client.Engine.build`."""
     log = StepLog()
     with translate_errors(f"build of {request.tag}"):
         try:
-            stream: Iterable[str] = engine.docker.buildx.build(
+            stream: Iterable[str] = docker.buildx.build(
                 str(request.context), file=str(request.dockerfile), tags=[request.tag], load=True,
                 build_contexts=request.contexts, build_args=request.args, labels=request.labels,
                 secrets=request.secrets, cache=not request.no_cache, builder=request.builder,
@@ -118,6 +120,9 @@ def run_build(engine: Engine, request: BuildRequest, on_step: Callable[[Step], N
             from python_on_whales.exceptions import DockerException
 
             if isinstance(exc, DockerException):
+                own = "\n".join([*log.other, exc.stderr or ""])   # the CLI's own words, not a step's output
+                if engine_down(own):
+                    raise failure(f"build of {request.tag}", exc.docker_command, exc.return_code, own) from None
                 tail = log.failure_tail()
                 raise EngineError(f"build of {request.tag} failed: {tail[-1] if tail else exc.return_code}",
                                   command=exc.docker_command, stderr="\n".join(tail)) from None

@@ -1,59 +1,38 @@
-"""python-on-whales behind a small surface, with Docker failures turned into EngineError."""
+"""python-on-whales behind a small surface, with Docker failures turned into EngineError.
+
+:class:`Engine` is the real implementation of :class:`~infra.engine.protocol.EngineAPI`. Whether a
+call goes through python-on-whales or runs the docker CLI itself, a failure is translated once, by
+infra/engine/translate.py.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from infra.engine.build import BuildRequest, Step, StepLog, run_build
+from infra.engine.protocol import EngineVersions, ImageInfo, Mount
+from infra.engine.translate import (
+    DOWN_MARKERS,
+    START_HINT,
+    client_missing,
+    engine_down,
+    failure,
+    run_cli,
+    translate_errors,
+)
 from infra.errors import EngineError, EngineUnavailableError
 
-DOWN_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect",
-                "connection refused", "no such file or directory")
-START_HINT = "start the engine (scripts/setup-docker.sh sets one up and starts it), then check with `infra doctor`"
+__all__ = ["DOWN_MARKERS", "START_HINT", "Engine", "EngineVersions", "ImageInfo", "translate_errors"]
 
 
-@dataclass(frozen=True)
-class EngineVersions:
-    client: str
-    server: str
-    api: str
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: str
-    size: int
-    labels: dict[str, str]
-    repo_digests: list[str]
-
-
-@contextlib.contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Turn python-on-whales exceptions into EngineError with the command and stderr tail."""
-    from python_on_whales.client_config import ClientNotFoundError
-    from python_on_whales.exceptions import DockerException
-
-    try:
-        yield
-    except ClientNotFoundError:
-        raise EngineUnavailableError(f"{action}: the docker command-line client is not installed",
-                                     hint="install the Docker CLI, or run scripts/setup-docker.sh") from None
-    except DockerException as exc:
-        stderr = exc.stderr or ""
-        last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
-        if any(marker.lower() in stderr.lower() for marker in DOWN_MARKERS) and "daemon" in stderr.lower():
-            raise EngineUnavailableError(f"{action}: no Docker engine answers ({last.strip()})",
-                                         command=exc.docker_command, stderr=stderr, hint=START_HINT) from None
-        raise EngineError(f"{action} failed: {last.strip() or f'exit code {exc.return_code}'}",
-                          command=exc.docker_command, stderr=stderr) from None
+DOCKER_RUN_FAILED = 125   # `docker run`'s exit code when docker itself failed, not the command
 
 
 class Engine:
@@ -115,28 +94,27 @@ class Engine:
         mode and should not pay a docker process for each); a missing one maps to None."""
         wanted = list(dict.fromkeys(refs))
         result: dict[str, ImageInfo | None] = dict.fromkeys(wanted)
-        if wanted:
-            if self.cli_path() is None:
-                raise EngineUnavailableError("docker image inspect: the docker command-line client is not installed",
-                                             hint="install the Docker CLI, or run scripts/setup-docker.sh")
-            cmd = [*self._cli(), "image", "inspect", *wanted]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            stderr = proc.stderr or ""
-            if proc.returncode != 0 and any(m.lower() in stderr.lower() for m in DOWN_MARKERS) \
-                    and "daemon" in stderr.lower():
-                last = stderr.strip().splitlines()[-1]
-                raise EngineUnavailableError(f"docker image inspect: no Docker engine answers ({last})",
-                                             command=cmd, stderr=stderr, hint=START_HINT)
+        if not wanted:
+            return result
+        action = "docker image inspect"
+        if self.cli_path() is None:
+            raise client_missing(action)
+        cmd = [*self._cli(), "image", "inspect", *wanted]
+        proc = run_cli(cmd, action)
+        try:
             found = json.loads(proc.stdout or "[]") or []
-            if proc.returncode != 0 and not found and "no such image" not in stderr.lower():
-                raise EngineError(f"docker image inspect failed: {stderr.strip()[-300:]}", command=cmd, stderr=stderr)
-            for item in found:
-                info = ImageInfo(id=item["Id"], size=int(item.get("Size") or 0),
-                                 labels=dict((item.get("Config") or {}).get("Labels") or {}),
-                                 repo_digests=list(item.get("RepoDigests") or []))
-                for ref in wanted:
-                    if ref in (item.get("RepoTags") or []) or ref == item["Id"]:
-                        result[ref] = info
+        except ValueError:
+            found = []
+        stderr = proc.stderr or ""
+        if proc.returncode != 0 and (engine_down(stderr) or not (found or "no such image" in stderr.lower())):
+            raise failure(action, cmd, proc.returncode, stderr)
+        for item in found:
+            info = ImageInfo(id=item["Id"], size=int(item.get("Size") or 0),
+                             labels=dict((item.get("Config") or {}).get("Labels") or {}),
+                             repo_digests=list(item.get("RepoDigests") or []))
+            for ref in wanted:
+                if ref in (item.get("RepoTags") or []) or ref == item["Id"]:
+                    result[ref] = info
         return result
 
     def image_exists(self, ref: str) -> bool:
@@ -169,11 +147,16 @@ class Engine:
         with translate_errors(f"probe of {ref}"):
             return str(self.docker.run(ref, ["-c", code], entrypoint="python3", remove=True, networks=["none"]))
 
-    def run_to_log(self, ref: str, command: list[str], log: Path, *, name: str, mounts: list[tuple[str, str, bool]],
+    def build(self, request: BuildRequest, on_step: Callable[[Step], None] | None = None) -> StepLog:
+        """Build and load one image with BuildKit (see infra/engine/build.py)."""
+        return run_build(self.docker, request, on_step)
+
+    def run_to_log(self, ref: str, command: list[str], log: Path, *, name: str, mounts: list[Mount],
                    env: dict[str, str], workdir: str, user: str | None = None, gpus: bool = False,
                    labels: dict[str, str] | None = None) -> int:
         """``docker run --rm`` one command, its output appended to ``log``; returns its exit code.
-        Ctrl-C (or any interruption) stops the container before it is raised again."""
+        Ctrl-C (or any interruption) stops the container before it is raised again. When docker itself
+        cannot reach the engine, EngineUnavailableError (its words stay in the log too)."""
         cmd = [*self._cli(), "run", "--rm", "--name", name, "--workdir", workdir, "--network", "none",
                "--security-opt", "no-new-privileges:true", "--cap-drop", "ALL"]
         for source, target, read_only in mounts:
@@ -187,14 +170,34 @@ class Engine:
         if gpus:
             cmd += ["--gpus", "all"]
         cmd += [ref, *command]
+        action = f"docker run {ref}"
         with open(log, "a", encoding="utf-8") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            start = out.tell()
             try:
-                return proc.wait()
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            except FileNotFoundError:
+                raise client_missing(action) from None
+            try:
+                code = proc.wait()
             except BaseException:
-                subprocess.run([*self._cli(), "stop", "--time", "10", name], capture_output=True)
+                self._stop(name)
                 proc.wait()
                 raise
+        if code == DOCKER_RUN_FAILED:
+            with open(log, encoding="utf-8", errors="replace") as written:
+                written.seek(start)
+                output = written.read()
+            if engine_down(output):
+                raise failure(action, cmd, code, output)
+        return code
+
+    def _stop(self, name: str) -> None:
+        """Stop a container this adapter started; quietly, since the container may be gone already and
+        the interruption that asked for it is what the user should see."""
+        try:
+            run_cli([*self._cli(), "stop", "--time", "10", name], f"docker stop {name}")
+        except EngineError:
+            pass
 
     def remote_image_exists(self, ref: str) -> bool:
         """Whether a registry holds ``ref`` (asks the registry, pulls nothing)."""

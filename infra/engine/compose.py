@@ -1,4 +1,8 @@
-"""Compose v2 and swarm stacks through python-on-whales, failures as EngineError."""
+"""Compose v2 and swarm stacks through python-on-whales, failures as EngineError.
+
+These take any :class:`~infra.engine.protocol.EngineAPI` so that core code keeps one type, but
+compose and swarm have no in-memory double: all but :func:`swarm_state` need the real Engine.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.engine.client import Engine, translate_errors
+from infra.engine.client import Engine
+from infra.engine.protocol import EngineAPI
+from infra.engine.translate import translate_errors
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,7 @@ class ServiceState:
 class Compose:
     """One rendered compose file, as its own project."""
 
-    def __init__(self, engine: Engine, file: Path) -> None:
+    def __init__(self, engine: EngineAPI, file: Path) -> None:
         from python_on_whales import DockerClient
 
         self.file = file
@@ -55,43 +61,52 @@ class Compose:
                 yield line.decode(errors="replace").rstrip("\n")
 
 
-def remove_labelled_containers(engine: Engine, project: str) -> int:
+def _docker(engine: EngineAPI) -> Any:
+    """The python-on-whales client of a real engine."""
+    if not isinstance(engine, Engine):
+        raise TypeError(f"compose and swarm need the Docker engine, not {type(engine).__name__}")
+    return engine.docker
+
+
+def remove_labelled_containers(engine: EngineAPI, project: str) -> int:
     """Remove every container carrying io.infra.project=<project> (what compose down may not know of)."""
     with translate_errors("docker container rm"):
-        found = engine.docker.container.list(all=True, filters={"label": f"io.infra.project={project}"})
+        docker = _docker(engine)
+        found = docker.container.list(all=True, filters={"label": f"io.infra.project={project}"})
         if found:
-            engine.docker.container.remove(found, force=True)
+            docker.container.remove(found, force=True)
     return len(found)
 
 
-def swarm_state(engine: Engine) -> tuple[str, bool]:
+def swarm_state(engine: EngineAPI) -> tuple[str, bool]:
     info = engine.info()
     return str(info.swarm.local_node_state), bool(info.swarm.control_available)
 
 
-def swarm_nodes(engine: Engine) -> int:
+def swarm_nodes(engine: EngineAPI) -> int:
     with translate_errors("docker node ls"):
-        return len(engine.docker.node.list())
+        return len(_docker(engine).node.list())
 
 
-def stack_deploy(engine: Engine, name: str, file: Path, variables: dict[str, str]) -> None:
+def stack_deploy(engine: EngineAPI, name: str, file: Path, variables: dict[str, str]) -> None:
     with translate_errors(f"docker stack deploy {name}"):
-        engine.docker.stack.deploy(name, compose_files=[str(file)], resolve_image="never", prune=True,
+        _docker(engine).stack.deploy(name, compose_files=[str(file)], resolve_image="never", prune=True,
                                    variables=variables)
 
 
-def stack_remove(engine: Engine, name: str) -> None:
+def stack_remove(engine: EngineAPI, name: str) -> None:
     with translate_errors(f"docker stack rm {name}"):
-        engine.docker.stack.remove(name)
+        _docker(engine).stack.remove(name)
 
 
-def stack_services(engine: Engine, name: str) -> list[dict[str, Any]]:
+def stack_services(engine: EngineAPI, name: str) -> list[dict[str, Any]]:
     """Each service of a swarm stack with its desired and running task counts."""
     with translate_errors(f"docker stack services {name}"):
-        services = engine.docker.stack.services(name)
+        docker = _docker(engine)
+        services = docker.stack.services(name)
         rows = []
         for svc in services:
-            tasks = engine.docker.service.ps(svc.id)
+            tasks = docker.service.ps(svc.id)
             running = sum(1 for t in tasks if str(t.status.state) == "running")
             mode = svc.spec.mode or {}
             replicas = (mode.get("Replicated") or {}).get("Replicas") if isinstance(mode, dict) else None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.spec import Stack
-from infra.engine import Engine
+from infra.engine import Engine, EngineAPI
 from infra.errors import BadInputError
 from infra.jobproto import CACHE_ENV
 from infra.jobs.runners import StageCall
@@ -22,7 +22,7 @@ DATA = "/data"
 
 
 class ContainerRunner:
-    def __init__(self, stack: Stack, mode: str, job: dict[str, Any], engine: Engine | None = None) -> None:
+    def __init__(self, stack: Stack, mode: str, job: dict[str, Any], engine: EngineAPI | None = None) -> None:
         self.stack = stack
         self.mode = mode
         self.name = mode

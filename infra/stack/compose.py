@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from infra.engine import Engine
+from infra.engine import Engine, EngineAPI
 from infra.errors import BadInputError, OperationError
 from infra.spec import Stack
 from infra.stack.readiness import check_native_env, prepare_workspace, render_to_disk, service_images, stale_images
@@ -22,7 +22,7 @@ UP_TIMEOUT_S = 120
 
 
 def stack_up(stack: Stack, mode: str, build: bool = False, scales: dict[str, int] | None = None,
-             engine: Engine | None = None) -> Iterator[object]:
+             engine: EngineAPI | None = None) -> Iterator[object]:
     """Yields progress (str and build events); the last item is the list of ServiceState."""
     from infra.engine.compose import Compose
 
@@ -67,7 +67,7 @@ def _compose_services(stack: Stack, mode: str) -> list[str]:
     return compose_stages(stack, mode)  # type: ignore[arg-type]
 
 
-def stack_down(stack: Stack, mode: str, volumes: bool = False, engine: Engine | None = None) -> int:
+def stack_down(stack: Stack, mode: str, volumes: bool = False, engine: EngineAPI | None = None) -> int:
     """Stop and remove the mode's services and anything else carrying the project's label."""
     from infra.engine.compose import Compose, remove_labelled_containers
 
@@ -77,14 +77,14 @@ def stack_down(stack: Stack, mode: str, volumes: bool = False, engine: Engine | 
     return remove_labelled_containers(engine, stack.spec.project)
 
 
-def stack_ps(stack: Stack, mode: str, engine: Engine | None = None) -> list:
+def stack_ps(stack: Stack, mode: str, engine: EngineAPI | None = None) -> list:
     from infra.engine.compose import Compose
 
     return Compose(engine or Engine(), render_to_disk(stack, mode).compose_file).ps()
 
 
 def stack_logs(stack: Stack, mode: str, services: list[str], follow: bool, tail: str | None,
-               engine: Engine | None = None) -> Iterator[str]:
+               engine: EngineAPI | None = None) -> Iterator[str]:
     from infra.engine.compose import Compose
 
     known = set(_compose_services(stack, mode))

@@ -15,6 +15,7 @@ from functools import cached_property
 from collections.abc import Iterator
 from pathlib import Path
 
+from infra.engine.protocol import EngineAPI
 from infra.errors import BadInputError, OperationError
 
 CREATE_HINT = "create it with `infra env create`"
@@ -146,7 +147,7 @@ def _glibc_of(tag: str, host_glibc: tuple[int, int] | None) -> tuple[int, int] |
 
 @dataclass(frozen=True)
 class ImageFacts:
-    """What a probe run inside an image found (see Engine.probe_image)."""
+    """What a probe run inside an image found (see probe_image)."""
 
     ref: str
     image_id: str
@@ -202,7 +203,7 @@ PROBE = (
 )
 
 
-def probe_image(engine, ref: str, cache_dir: Path | None = None) -> ImageFacts:  # noqa: ANN001 - Engine
+def probe_image(engine: EngineAPI, ref: str, cache_dir: Path | None = None) -> ImageFacts:
     """Facts about an image from a probe container; cached by image id, which fixes its content."""
     import json
 
@@ -234,7 +235,7 @@ def host_glibc() -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if name == "glibc" and match else None
 
 
-def check_mount(engine, env: NativeEnv, refs: list[str], cache_dir: Path | None = None) -> None:  # noqa: ANN001
+def check_mount(engine: EngineAPI, env: NativeEnv, refs: list[str], cache_dir: Path | None = None) -> None:
     """Refuse (BadInputError) unless every image in ``refs`` can load the env; run before any container starts."""
     for ref in refs:
         facts = probe_image(engine, ref, cache_dir)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.build.plan import HASH_LABEL, plan_images, targets_for_mode
-from infra.engine import Engine
+from infra.engine import Engine, EngineAPI
 from infra.errors import OperationError
 from infra.spec import Stack
 
@@ -51,22 +51,24 @@ def service_images(stack: Stack, mode: str) -> list[str]:
     return sorted({stack.spec.stages[s].image for s in compose_stages(stack, mode)})  # type: ignore[arg-type]
 
 
-def stale_images(stack: Stack, mode: str, rendered: Rendered, engine: Engine) -> list[str]:
+def stale_images(stack: Stack, mode: str, rendered: Rendered, engine: EngineAPI | None = None) -> list[str]:
     """Images of the mode that are missing or older than the spec (their content hash differs)."""
+    engine = engine or Engine()
     targets = targets_for_mode(stack, mode, rendered.out)
     known = engine.inspect_images([t.ref for t in targets.values()])
     plan = plan_images(targets, lambda ref: known[ref].labels.get(HASH_LABEL) if known.get(ref) else None)
     return [n for n in plan.order if not plan.images[n].up_to_date]
 
 
-def check_native_env(stack: Stack, images: list[str], engine: Engine) -> None:
+def check_native_env(stack: Stack, images: list[str], engine: EngineAPI | None = None) -> None:
     """Under the mounted policy: the env exists and every service image can load it."""
     from infra.stack.nativeenv import check_mount, inspect_env
 
     if stack.spec.native_env.torch != "mounted" or not images:
         return
     env = inspect_env(stack.workdir / stack.spec.native_env.path)
-    check_mount(engine, env, [stack.image_ref(n) for n in images], stack.workdir / ".infra" / "cache" / "image-facts")
+    check_mount(engine or Engine(), env, [stack.image_ref(n) for n in images],
+                stack.workdir / ".infra" / "cache" / "image-facts")
 
 
 def prepare_workspace(stack: Stack) -> str | None:

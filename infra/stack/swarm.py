@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from infra.engine import Engine
+from infra.engine import Engine, EngineAPI
 from infra.errors import BadInputError
 from infra.spec import Stack
 from infra.stack.readiness import check_native_env, prepare_workspace, render_to_disk, service_images
@@ -14,7 +14,7 @@ def swarm_stack_name(stack: Stack, mode: str) -> str:
     return f"{stack.spec.project}-{mode}"
 
 
-def deploy_swarm(stack: Stack, mode: str, engine: Engine | None = None) -> Iterator[str]:
+def deploy_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None) -> Iterator[str]:
     """Deploy the mode's swarm stack file after checking the swarm, the images and the torch policy."""
     from infra.engine.compose import stack_deploy, swarm_nodes, swarm_state
 
@@ -61,7 +61,7 @@ def swarm_variables(stack: Stack) -> dict[str, str]:
     return {DATA_VARIABLE: str(stack.workdir.resolve()), NATIVE_SITE_VARIABLE: str(site.resolve())}
 
 
-def remove_swarm(stack: Stack, mode: str, engine: Engine | None = None) -> str:
+def remove_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None) -> str:
     from infra.engine.compose import stack_remove, swarm_state
 
     engine = engine or Engine()
