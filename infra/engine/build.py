@@ -116,7 +116,7 @@ def run_build(docker: Any, request: BuildRequest, on_step: Callable[[Step], None
                 for step in log.feed(line):
                     if on_step is not None:
                         on_step(step)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the build's own output
+        except Exception as exc:
             from python_on_whales.exceptions import DockerException
 
             if isinstance(exc, DockerException):
