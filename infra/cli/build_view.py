@@ -13,12 +13,14 @@ STATUS_STYLE = {"built": "green", "up to date": "cyan", "failed": "red", "blocke
 
 
 def short_step(name: str, width: int = 44) -> str:
-    """'[stage-0 2/3] RUN --mount=type=cache,... pip install x' -> 'RUN pip install x'."""
+    """'[stage-0 2/3] RUN --mount=type=cache,... pip install x' -> 'RUN pip install x' (without the line
+    that points the command at the CA secret when there is one)."""
     import re
 
     text = re.sub(r"^\[[^\]]*\]\s*", "", name)
     text = re.sub(r"--(mount|chown|from)=\S+\s*", "", text)
     text = " ".join(text.split())
+    text = re.sub(r"^RUN if \[ -s /run/secrets/\S+ \]; then [^;]*; fi && ", "RUN ", text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -19,7 +19,13 @@ APT_CACHE_MOUNTS = (
     "type=cache,target=/var/lib/apt,sharing=locked",
 )
 PIP_CACHE_MOUNT = "type=cache,target=/root/.cache/pip,sharing=locked"
-CA_SECRET_MOUNT = f"type=secret,id={paths.CA_SECRET}"
+CA_SECRET_MOUNT = f"type=secret,id={paths.CA_SECRET}"  # optional (BuildKit's default): absent when none is passed
+# The CA bundle is transport, not content: every RUN that reaches the network mounts the optional
+# secret and uses it only when the build passes one, so the Dockerfile (and with it the content
+# hash) is the same with or without a CA bundle.
+CA_FOR_APT = (f"if [ -s {paths.CA_IN_CONTAINER} ]; "
+              f"then set -- -o Acquire::https::CAInfo={paths.CA_IN_CONTAINER}; fi")
+CA_FOR_PIP = f"if [ -s {paths.CA_IN_CONTAINER} ]; then export PIP_CERT={paths.CA_IN_CONTAINER}; fi"
 PIP_CONF_MOUNT = f"type=secret,id={paths.PIP_CONF_SECRET},target={paths.PIP_CONF_IN_CONTAINER}"
 WHEELHOUSE_MOUNT = f"type=bind,from={paths.WHEELHOUSE_CONTEXT},target={paths.WHEELHOUSE_DIR}"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -43,7 +49,8 @@ class DockerfileSpec:
     apt_setup: bool                              # the root image keeps apt's downloads for the cache mount
     apt: tuple[str, ...]
     apt_mounts: tuple[str, ...]
-    apt_get: str                                 # apt-get with the CA bundle option when one is configured
+    ca_for_apt: str                              # shell that sets "$@" to apt's CA option when the secret is there
+    apt_get: str                                 # apt-get with those options
     venv: str | None                             # the root image creates the virtualenv
     native_site_pth: tuple[str, str] | None      # (file, line) under the mounted torch policy
     torch: str | None                            # torch requirement under the baked policy
@@ -54,7 +61,7 @@ class DockerfileSpec:
     torch_pip: tuple[str, ...]                   # torch-needing packages (baked only)
     torch_pin: tuple[str, ...]                   # torch==V beside them, so pip keeps the mode's torch build
     pip_mounts: tuple[str, ...]
-    pip_env: tuple[tuple[str, str], ...]         # variables set for pip's RUN only (the CA bundle)
+    ca_for_pip: str                              # shell that points pip at the CA secret when it is there
     create_user: bool
     uid: int
     user: str                                    # uid:gid, numeric so runAsNonRoot checks can see it
@@ -108,13 +115,12 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
     installs_torch = baked and image.torch
     torch_req = f"torch=={spec.native_env.torch_version}" if baked and (image.torch or image.torch_pip) else None
     torch_pip = tuple(image.torch_pip) if baked else ()
-    ca = spec.secrets.ca_bundle is not None
     chain = image_chain(stack, name)
     has_tini = "tini" in _apt_names(image)
     wheelhouse = spec.native_env.wheelhouse is not None
     args = ((TORCH_INDEX_ARG, torch_index(stack, mode)),) if torch_req and not wheelhouse else ()
     pip_conf = spec.secrets.pip_config is not None
-    pip_mounts = (PIP_CACHE_MOUNT,) + ((CA_SECRET_MOUNT,) if ca else ()) + ((PIP_CONF_MOUNT,) if pip_conf else ())
+    pip_mounts = (PIP_CACHE_MOUNT, CA_SECRET_MOUNT) + ((PIP_CONF_MOUNT,) if pip_conf else ())
     index = '"${' + TORCH_INDEX_ARG + '}"'
     local = f"--find-links {paths.WHEELHOUSE_DIR}"
     return DockerfileSpec(
@@ -129,8 +135,9 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
         become_root=not is_root and bool(image.apt or image.pip or installs_torch or torch_pip),
         apt_setup=is_root,
         apt=tuple(image.apt),
-        apt_mounts=APT_CACHE_MOUNTS + ((CA_SECRET_MOUNT,) if ca else ()),
-        apt_get=f"apt-get -o Acquire::https::CAInfo={paths.CA_IN_CONTAINER}" if ca else "apt-get",
+        apt_mounts=(*APT_CACHE_MOUNTS, CA_SECRET_MOUNT),
+        ca_for_apt=CA_FOR_APT,
+        apt_get='apt-get "$@"',
         venv=paths.VENV if is_root else None,
         native_site_pth=_native_site_pth(stack) if is_root and not baked else None,
         torch=torch_req if installs_torch else None,
@@ -141,7 +148,7 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
         torch_pip=torch_pip,
         torch_pin=(torch_req,) if torch_pip and torch_req else (),
         pip_mounts=pip_mounts,
-        pip_env=(("PIP_CERT", paths.CA_IN_CONTAINER),) if ca else (),
+        ca_for_pip=CA_FOR_PIP,
         create_user=is_root,
         uid=paths.UID,
         user=f"{paths.UID}:{paths.UID}",

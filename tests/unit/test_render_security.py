@@ -103,7 +103,7 @@ def test_no_secret_value_in_any_rendered_file(project: Path, run_cli, monkeypatc
         content = path.read_text()
         assert token not in content and ca_body not in content, path
     base = (project / ".infra/out/docker-cpu/dockerfiles/base-ml.Dockerfile").read_text()
-    assert "--mount=type=secret,id=ca_bundle" in base and "PIP_CERT=/run/secrets/ca_bundle pip install" in base
+    assert "--mount=type=secret,id=ca_bundle" in base and "export PIP_CERT=/run/secrets/ca_bundle; fi" in base
     bake = (project / ".infra/out/docker-cpu/docker-bake.json").read_text()
     assert '"id=ca_bundle,src=certs/ca.pem"' in bake
     compose = (project / ".infra/out/docker-cpu/compose.yaml").read_text()

@@ -29,8 +29,9 @@ RUN rm -f /etc/apt/apt.conf.d/docker-clean \
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,target=/var/lib/apt,sharing=locked \
     --mount=type=secret,id=ca_bundle \
-    apt-get -o Acquire::https::CAInfo=/run/secrets/ca_bundle update \
- && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::https::CAInfo=/run/secrets/ca_bundle install -y --no-install-recommends \
+    if [ -s /run/secrets/ca_bundle ]; then set -- -o Acquire::https::CAInfo=/run/secrets/ca_bundle; fi \
+ && apt-get "$@" update \
+ && DEBIAN_FRONTEND=noninteractive apt-get "$@" install -y --no-install-recommends \
       tini
 
 RUN python3 -m venv /opt/venv

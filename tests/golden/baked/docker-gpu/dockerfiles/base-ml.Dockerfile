@@ -19,11 +19,13 @@ USER 0:0
 
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
-    PIP_CERT=/run/secrets/ca_bundle pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
-    PIP_CERT=/run/secrets/ca_bundle pip install \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install \
       'numpy>=1.26,<3'
 
 USER 10001:10001

@@ -22,12 +22,14 @@ USER 0:0
 
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
-    PIP_CERT=/run/secrets/ca_bundle pip install \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install \
       'scikit-learn>=1.3'
 
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
-    PIP_CERT=/run/secrets/ca_bundle pip install --extra-index-url "${TORCH_INDEX_URL}" \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install --extra-index-url "${TORCH_INDEX_URL}" \
       torch==2.13.0 \
       pyannote.audio==4.0.7 \
       resemblyzer==0.1.4

@@ -20,7 +20,9 @@ ENV \
 USER 0:0
 
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
-    pip install \
+    --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install \
       'onnxruntime>=1.17' \
       faster-whisper==1.2.1
 

@@ -17,7 +17,9 @@ LABEL \
 USER 0:0
 
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
-    pip install \
+    --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && pip install \
       'numpy>=1.26,<3'
 
 USER 10001:10001
