@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -25,7 +26,7 @@ def stack(project: Path) -> Stack:
 class ComposeRecorder:
     """Stands in for infra.engine.compose.Compose: records what `up` would have started."""
 
-    started: list[Path] = []
+    started: ClassVar[list[Path]] = []
 
     def __init__(self, engine: object, file: Path) -> None:
         self.file = file
