@@ -15,16 +15,30 @@ from collections.abc import Iterator, Sequence
 
 from infra.errors import EngineError, EngineUnavailableError
 
-DOWN_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect",
-                "connection refused", "no such file or directory")
+# Docker's words for "no engine answers"; the last two only count on a line about the daemon or its socket.
+SURE_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect")
+SOCKET_MARKERS = ("connection refused", "no such file or directory")
+DOWN_MARKERS = SURE_MARKERS + SOCKET_MARKERS
 START_HINT = "start the engine (scripts/setup-docker.sh sets one up and starts it), then check with `infra doctor`"
 NO_CLIENT_HINT = "install the Docker CLI, or run scripts/setup-docker.sh"
 
 
+def down_line(text: str) -> str | None:
+    """The line of docker's output that says no engine answers, or None when it says something else.
+    An "Error response from daemon" is an answer, whatever it says (a missing bind source, say)."""
+    for line in text.splitlines():
+        lowered = line.lower()
+        if "error response from daemon" in lowered:
+            continue
+        if any(m.lower() in lowered for m in SURE_MARKERS) or (
+                ("daemon" in lowered or "docker.sock" in lowered) and any(m in lowered for m in SOCKET_MARKERS)):
+            return line.strip()
+    return None
+
+
 def engine_down(text: str) -> bool:
     """Whether docker's output says that no engine answers (rather than that a command failed)."""
-    lowered = text.lower()
-    return "daemon" in lowered and any(marker.lower() in lowered for marker in DOWN_MARKERS)
+    return down_line(text) is not None
 
 
 def last_line(text: str) -> str:
@@ -44,9 +58,10 @@ def failure(action: str, command: Sequence[str] | None, returncode: int | None, 
     """The EngineError for a docker command that failed: unavailable when no engine answers."""
     stderr = unique_lines(stderr or "")
     last = last_line(stderr)
-    if engine_down(stderr):
+    down = down_line(stderr)
+    if down is not None:
         # The message carries docker's one line; keeping stderr would print it again under the hint.
-        return EngineUnavailableError(f"{action}: no Docker engine answers ({last})",
+        return EngineUnavailableError(f"{action}: no Docker engine answers ({down})",
                                       command=list(command or []), hint=START_HINT)
     return EngineError(f"{action} failed: {last or f'exit code {returncode}'}",
                        command=list(command or []), stderr=stderr)
