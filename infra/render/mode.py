@@ -1,4 +1,5 @@
-"""Render every file of a mode: Dockerfiles, compose.yaml, docker-bake.json, stack.yaml.
+"""Render every file of a mode: Dockerfiles, compose.yaml, docker-bake.json, stack.yaml (the user's compose/
+overlays merged into the last two).
 
 ``render_mode`` is pure: a Stack, a mode and a Layout in, a mapping of
 relative file names to text out. Writing is ``infra.render.write``'s job.
@@ -16,6 +17,7 @@ from infra.render.bake import render_bake
 from infra.render.compose import render_compose
 from infra.render.dockerfile import render_dockerfile
 from infra.render.environment import DOCKERFILE_TEMPLATE, MACROS_TEMPLATE
+from infra.render.overlay import apply_overlays
 from infra.render.swarm import render_swarm_stack
 
 
@@ -66,8 +68,10 @@ def render_mode(stack: Stack, mode: str, layout: paths.Layout) -> dict[str, str]
     for name, text in dockerfiles.items():
         files[layout.dockerfile(name)] = text
     files[paths.BAKE_FILE] = render_bake(stack, checked, layout, dockerfiles)
-    files[paths.COMPOSE_FILE] = render_compose(stack, checked, layout)
-    files[paths.SWARM_FILE] = render_swarm_stack(stack, checked, layout)
+    compose = render_compose(stack, checked, layout)
+    swarm = render_swarm_stack(stack, checked, layout)
+    # the user's compose/ overlays, merged over both (unchanged without any)
+    files[paths.COMPOSE_FILE], files[paths.SWARM_FILE] = apply_overlays(stack, checked, layout, compose, swarm)
     return dict(sorted(files.items()))
 
 

@@ -20,6 +20,17 @@ from infra.resources import data_root
 
 SPEC_FILE = "infra.yaml"
 IMAGE_FILE = "image.yaml"
+OVERLAY_DIR = "compose"          # the user's compose overlays, beside infra.yaml
+OVERLAY_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class ComposeOverlay:
+    """One of the user's compose overlay files, parsed: merged over the rendered compose and swarm files."""
+
+    file: str                    # as messages name it, e.g. compose/docker-gpu/nas.yaml
+    mode: str | None             # the one mode it is for (compose/<mode>/), or None: every mode
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class Stack:
     spec_path: Path
     workdir: Path = field(compare=False)
     embedded: bool = False
+    overlays: tuple[ComposeOverlay, ...] = ()   # all-mode files first, then per-mode ones; each in file-name order
 
     @property
     def root(self) -> Path:
@@ -144,13 +156,48 @@ def load_stack(path: str | os.PathLike[str] | None = None, cwd: Path | None = No
                     image_files[folder.name] = file_shown
         if spec is not None and not problems:
             problems.extend(check_stack(spec, images, shown, image_files, spec_path.parent))
+    overlays = () if embedded or spec is None else _read_overlays(spec_path, list(spec.modes), cwd, problems)
 
     if problems:
         raise ConfigError(problems, hint=f"fix the lines above; `infra config schema` prints the spec's JSON Schema")
     assert spec is not None
     spec = _apply_environment(spec)
     workdir = cwd if embedded else spec_path.parent
-    return Stack(spec=spec, images=images, spec_path=spec_path, workdir=workdir, embedded=embedded)
+    return Stack(spec=spec, images=images, spec_path=spec_path, workdir=workdir, embedded=embedded,
+                 overlays=overlays)
+
+
+def _read_overlays(spec_path: Path, modes: list[str], cwd: Path, problems: list[str]) -> tuple[ComposeOverlay, ...]:
+    """The overlay files in compose/ (every mode) and compose/<mode>/ (that mode), parsed, in the order they merge.
+
+    Other folders in compose/ (examples/, say) are not read; one whose name is close to a mode is
+    reported, since it is most likely that mode misspelt. A YAML error names the file and the line.
+    """
+    folder = spec_path.parent / OVERLAY_DIR
+    if not folder.is_dir():
+        return ()
+    found: list[tuple[str | None, Path]] = [(None, p) for p in _overlay_files(folder)]
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if sub.name in modes:
+            found.extend((sub.name, p) for p in _overlay_files(sub))
+            continue
+        close = difflib.get_close_matches(sub.name, modes, n=1, cutoff=0.8)
+        if close:
+            problems.append(f"{_display_name(sub, cwd, spec_path.parent)}/: not a mode of {spec_path.name} "
+                            f"(did you mean '{close[0]}'?); overlays for one mode go in {OVERLAY_DIR}/<mode>/")
+    overlays = []
+    for mode, path in found:
+        file_shown = _display_name(path, cwd, spec_path.parent)
+        try:
+            overlays.append(ComposeOverlay(file_shown, mode, _read_yaml(path, file_shown)))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return tuple(overlays)
+
+
+def _overlay_files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix in OVERLAY_SUFFIXES
+                   and not p.name.startswith(".")), key=lambda p: p.name)
 
 
 def _apply_environment(spec: ProjectSpec) -> ProjectSpec:
