@@ -34,6 +34,7 @@ class ImageReport:
     image_id: str = ""
     error: str = ""
     log_tail: list[str] = field(default_factory=list)
+    hint: str = ""                    # a one-line fix for a failure whose cause is known (an untrusted certificate)
 
 
 @dataclass

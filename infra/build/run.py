@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.build.base import ensure_bases
+from infra.build.cabundle import CaBundle, certificate_hint, find_ca_bundle
 from infra.build.plan import HASH_LABEL, plan_images, targets_for_mode
 from infra.build.registry import preflight, push_images
 from infra.build.report import BuildSummary, ImageReport, critical_path, load_previous, write_summary
@@ -43,7 +44,8 @@ def build_stack(stack: Stack, request: BuildRequestSpec, engine: EngineAPI | Non
     registry = request.registry or stack.spec.registry
     if request.push and not registry:
         raise BadInputError("--push needs a registry", hint="pass --registry HOST/NAMESPACE or set 'registry' in infra.yaml")
-    secrets = _build_secrets(stack)
+    ca = find_ca_bundle(stack)
+    secrets = _build_secrets(stack, ca)
     wheelhouse = stack.spec.native_env.wheelhouse
     if stack.spec.native_env.torch == "baked" and wheelhouse and not (stack.workdir / wheelhouse).is_dir():
         raise BadInputError(f"native_env.wheelhouse: folder '{wheelhouse}' not found",
@@ -54,6 +56,8 @@ def build_stack(stack: Stack, request: BuildRequestSpec, engine: EngineAPI | Non
         preflight(registry, engine.registry_logged_in(registry))
 
     known = engine.inspect_images([stack.base_ref(mode), *(stack.image_ref(n) for n in names)])  # one docker call
+    if ca is not None:
+        yield f"CA bundle {ca.path} (from {ca.source}), passed to the build as a secret"
     for event in ensure_bases(stack, [mode], engine, known=known):
         yield event if isinstance(event, str) else f"base {event.ref}: {event.status}"
 
@@ -73,6 +77,8 @@ def build_stack(stack: Stack, request: BuildRequestSpec, engine: EngineAPI | Non
     for event in build_images(plan, engine, options, set(request.only) or None, known):
         if isinstance(event, Finished):
             reports[event.report.name] = event.report
+            if event.report.status == "failed":
+                event.report.hint = certificate_hint([event.report.error, *event.report.log_tail], ca) or ""
         yield event
     ordered = [reports[n] for n in plan.order if n in reports]
     chain, chain_seconds = critical_path([r for r in ordered if r.status == "built"],
@@ -87,18 +93,15 @@ def build_stack(stack: Stack, request: BuildRequestSpec, engine: EngineAPI | Non
     yield summary
 
 
-def _build_secrets(stack: Stack) -> tuple[str, ...]:
-    """BuildKit secrets for the build: the CA bundle file and the Hugging Face token, by reference only."""
-    secrets = []
-    for key, secret_id, variable in (("ca_bundle", paths.CA_SECRET, "INFRA_CA_BUNDLE"),
-                                     ("pip_config", paths.PIP_CONF_SECRET, "INFRA_PIP_CONFIG")):
-        value = getattr(stack.spec.secrets, key)
-        if not value:
-            continue
+def _build_secrets(stack: Stack, ca: CaBundle | None) -> tuple[str, ...]:
+    """BuildKit secrets for the build: the CA bundle, the pip config and the Hugging Face token, by reference only."""
+    secrets = [f"id={paths.CA_SECRET},src={ca.path}"] if ca is not None else []
+    value = stack.spec.secrets.pip_config
+    if value:
         path = Path(value) if Path(value).is_absolute() else stack.workdir / value
         if not path.is_file():
-            raise BadInputError(f"secrets.{key}: '{value}' not found", hint=f"point it (or {variable}) at a file")
-        secrets.append(f"id={secret_id},src={path}")
+            raise BadInputError(f"secrets.pip_config: '{value}' not found", hint="point it (or INFRA_PIP_CONFIG) at a file")
+        secrets.append(f"id={paths.PIP_CONF_SECRET},src={path}")
     if os.environ.get(stack.spec.secrets.hf_token_env):
         secrets.append(f"id={paths.HF_SECRET},env={stack.spec.secrets.hf_token_env}")
     return tuple(secrets)

@@ -125,3 +125,5 @@ class BuildView:
                 err.print(f"[red]error:[/] {escape(r.name)}: {escape(r.error)}")
                 for line in r.log_tail:
                     err.print(f"  [dim]{escape(line)}[/]")
+                if r.hint:
+                    err.print(f"[dim]hint:[/] {escape(r.hint)}")
