@@ -57,6 +57,23 @@ class BuildSummary:
                 "pushed": self.pushed, "images": [asdict(r) for r in self.images]}
 
 
+def size_before(report: ImageReport, before: dict) -> int | None:
+    """The previous size to show a change against: only a real one (the image was built or up to date then)
+    of another image; None where a delta would mean nothing (a failed or blocked record, the same image id)."""
+    size = before.get("size_bytes")
+    if before.get("status") not in ("built", "up to date") or not isinstance(size, int) or size <= 0:
+        return None
+    if report.image_id and before.get("image_id") == report.image_id:
+        return None
+    return size
+
+
+def seconds_before(before: dict) -> float | None:
+    """The previous build time to compare with: only that of an image that was built then."""
+    seconds = before.get("seconds")
+    return float(seconds) if before.get("status") == "built" and isinstance(seconds, (int, float)) else None
+
+
 def critical_path(reports: list[ImageReport], parents: dict[str, str | None]) -> tuple[list[str], float]:
     """The chain of images, parent to child, whose build times add up to the most."""
     seconds = {r.name: r.seconds for r in reports}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.build.scheduler import Finished, Started, StepEvent
-from infra.build.report import BuildSummary
+from infra.build.report import BuildSummary, seconds_before, size_before
 from infra.build.registry import PushResult
 from infra.cli.output import stderr_console, stdout_console
 
@@ -104,11 +104,11 @@ class BuildView:
             slowest = f"{short_step(r.slowest_step)} ({r.slowest_seconds:.1f} s)" if r.slowest_step else ""
             table.add_row(
                 r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]",
-                f"{r.seconds:.1f} s{_delta(r.seconds, before.get('seconds') if before.get('status') == 'built' else None, ' s')}"
+                f"{r.seconds:.1f} s{_delta(r.seconds, seconds_before(before), ' s')}"
                 if r.seconds else "-",
                 f"{r.steps_executed}/{r.steps_cached}" if r.status == "built" else "",
                 escape(slowest),
-                f"{_mb(r.size_bytes)}{_delta(r.size_bytes, before.get('size_bytes'), ' MB', 1e6)}" if r.size_bytes else "-",
+                f"{_mb(r.size_bytes)}{_delta(r.size_bytes, size_before(r, before), ' MB', 1e6)}" if r.size_bytes else "-",
                 r.image_id.removeprefix("sha256:")[:12],
             )
         out = stdout_console()
