@@ -61,7 +61,7 @@ def statuses(summary: dict) -> dict[str, str]:
 
 
 def reset_cold() -> None:
-    subprocess.run(["docker", "image", "rm", "-f", *[f"speech-{n}:latest" for n in STACK]], capture_output=True)
+    subprocess.run(["docker", "image", "rm", "-f", *[f"speech-{n}:latest-cpu" for n in STACK]], capture_output=True)
     subprocess.run(["docker", "buildx", "prune", "-af"], capture_output=True, check=True)
 
 
@@ -153,9 +153,9 @@ def main() -> None:
             (project / "infra.yaml").write_text(text)
             shutil.copytree(REPO / "images", project / "images")
             timed([*INFRA, "build", "--mode", "docker-cpu", "--only", "asr"], cwd=project)
-            mounted = subprocess.run(["docker", "image", "inspect", "speech-asr:latest", "--format", "{{.Size}}"],
+            mounted = subprocess.run(["docker", "image", "inspect", "speech-asr:latest-cpu", "--format", "{{.Size}}"],
                                      capture_output=True, text=True, check=True).stdout
-            baked = subprocess.run(["docker", "image", "inspect", "speechbaked-asr:latest", "--format", "{{.Size}}"],
+            baked = subprocess.run(["docker", "image", "inspect", "speechbaked-asr:latest-cpu", "--format", "{{.Size}}"],
                                    capture_output=True, text=True, check=True).stdout
             notes.append(f"asr image: torch mounted {int(mounted) / 1e6:.0f} MB, baked {int(baked) / 1e6:.0f} MB, "
                          f"ratio {int(mounted) / int(baked):.2f} (goal < 0.25)")

@@ -31,9 +31,9 @@ def main() -> None:
     site = next((REPO / ".venv-ml" / "lib").glob("python3.*/site-packages"))
     native = time_process([str(REPO / ".venv-ml" / "bin" / "python"), "-c", IMPORT], args.runs, cwd=REPO)
     run = ["docker", "run", "--rm", "--network", "none", "-v", f"{site}:/opt/infra/native-site:ro",
-           "speech-asr:latest", "python3", "-c", IMPORT]
+           "speech-asr:latest-cpu", "python3", "-c", IMPORT]
     container = time_process(run, args.runs, cwd=REPO)
-    empty = time_process(["docker", "run", "--rm", "--network", "none", "speech-asr:latest", "true"], args.runs)
+    empty = time_process(["docker", "run", "--rm", "--network", "none", "speech-asr:latest-cpu", "true"], args.runs)
 
     def timed(cmd: list[str]) -> float:
         start = time.perf_counter()

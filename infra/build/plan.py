@@ -28,7 +28,7 @@ class BuildTarget:
     """Everything one image build needs; made from the rendered output of a mode."""
 
     name: str
-    ref: str                                 # the tag the image gets, e.g. speech-asr:latest
+    ref: str                                 # the tag the image gets, e.g. speech-asr:latest-cpu
     dockerfile: Path                         # the rendered Dockerfile on disk
     context: Path                            # its build context folder
     parent: str | None = None                # another target, wired as a named context of this name
@@ -177,7 +177,7 @@ def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # 
         image = stack.images[name]
         targets[name] = BuildTarget(
             name=name,
-            ref=stack.image_ref(name),
+            ref=stack.image_ref(name, mode),
             dockerfile=out / paths.DOCKERFILES / f"{name}.Dockerfile",
             context=stack.images_dir / name,
             parent=image.parent,

@@ -55,7 +55,7 @@ def build_stack(stack: Stack, request: BuildRequestSpec, engine: EngineAPI | Non
     if request.push:
         preflight(registry, engine.registry_logged_in(registry))
 
-    known = engine.inspect_images([stack.base_ref(mode), *(stack.image_ref(n) for n in names)])  # one docker call
+    known = engine.inspect_images([stack.base_ref(mode), *(stack.image_ref(n, mode) for n in names)])  # one docker call
     if ca is not None:
         yield f"CA bundle {ca.path} (from {ca.source}), passed to the build as a secret"
     for event in ensure_bases(stack, [mode], engine, known=known):
@@ -85,7 +85,7 @@ def build_stack(stack: Stack, request: BuildRequestSpec, engine: EngineAPI | Non
                                          {n: p.target.parent for n, p in plan.images.items()})
     summary = BuildSummary(mode, time.monotonic() - start, ordered, chain, chain_seconds, previous=previous)
     if request.push and not summary.failed:
-        refs = {r.name: (r.ref, stack.image_ref(r.name, registry)) for r in ordered}
+        refs = {r.name: (r.ref, stack.image_ref(r.name, mode, registry)) for r in ordered}
         for pushed in push_images(engine, refs):
             summary.pushed[pushed.name] = f"{pushed.remote}@{pushed.digest}"
             yield pushed

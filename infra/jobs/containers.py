@@ -45,7 +45,7 @@ class ContainerRunner:
         if missing:
             raise BadInputError(f"images not built or out of date for {self.mode}: {', '.join(missing)}",
                                 hint=f"`infra build --mode {self.mode}`")
-        check_native_env(self.stack, images, self.engine)
+        check_native_env(self.stack, self.mode, images, self.engine)
         warning = prepare_workspace(self.stack)
         if warning and os.geteuid() != 0:
             owner = self.root.joinpath("out").stat()
@@ -75,7 +75,7 @@ class ContainerRunner:
                "INFRA_STAGE": call.stage, "INFRA_MODE": self.mode}
         gpus = self.stack.spec.modes[self.mode].gpu and call.device.startswith("cuda")  # type: ignore[index]
         return self.engine.run_to_log(
-            self.stack.image_ref(call.image), [*call.command, job_dir], call.log,
+            self.stack.image_ref(call.image, self.mode), [*call.command, job_dir], call.log,
             name=f"{self.stack.spec.project}-{self.job['id']}-{call.stage}", mounts=self.mounts(), env=env,
             workdir=job_dir, user=self.user, gpus=gpus,
             labels={"io.infra.project": self.stack.spec.project, "io.infra.job": str(self.job["id"]),

@@ -33,7 +33,7 @@ def build_bake(stack: Stack, mode: Mode, layout: paths.Layout, dockerfiles: dict
         target: dict[str, Any] = {
             "context": context,
             "dockerfile": posixpath.relpath(posixpath.join(layout.from_project, layout.dockerfile(name)), context),
-            "tags": [stack.image_ref(name)],
+            "tags": [stack.image_ref(name, mode)],
         }
         contexts = {}
         if image.parent is not None:

@@ -140,7 +140,7 @@ def build_compose_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> Compos
     mounted = spec.native_env.torch == "mounted"
     ca = spec.secrets.ca_bundle
     mounts = data_mounts({host: layout.host_path(host) for host, _, _ in paths.DATA_MOUNTS})
-    images = {name: stack.image_ref(name) for name in stack.images_for_mode(mode)}
+    images = {name: stack.image_ref(name, mode) for name in stack.images_for_mode(mode)}
     services = build_services(stack, mode, images, mounts,
                               layout.host_path(native_site_source(stack)) if mounted else None, ca)
     root = next(n for n in stack.images_for_mode(mode) if stack.images[n].parent is None)

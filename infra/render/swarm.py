@@ -46,7 +46,7 @@ def build_swarm_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> SwarmSpe
     native_site = f"{data_root}/native-site" if spec.native_env.torch == "mounted" else None
     mounts = data_mounts({host: Interpolated(f"${{{DATA_VARIABLE}:-{data_root}}}/{host}")
                           for host, _, _ in paths.DATA_MOUNTS})
-    images = {name: stack.image_ref(name) for name in stack.images_for_mode(mode)}
+    images = {name: stack.image_ref(name, mode) for name in stack.images_for_mode(mode)}
     site = Interpolated(f"${{{NATIVE_SITE_VARIABLE}:-{native_site}}}") if native_site else None
     ca = spec.secrets.ca_bundle
     services = build_services(stack, mode, images, mounts, site, ca)

@@ -86,11 +86,15 @@ class Stack:
         recipe = json.dumps(base.debootstrap.model_dump(), sort_keys=True).encode()
         return f"{self.spec.project}-os-{name}:{base.debootstrap.suite}-{hashlib.sha256(recipe).hexdigest()[:12]}"
 
-    def image_ref(self, name: str, registry: str | None = None) -> str:
-        """The tag an image gets: [registry/]project-name:tag."""
+    def image_ref(self, name: str, mode: Mode, registry: str | None = None) -> str:
+        """The tag an image gets in ``mode``: [registry/]project-name:tag-variant, the variant being the mode
+        without its ``docker-`` prefix (speech-asr:latest-cpu, speech-asr:latest-gpu, speech-ffmpeg:latest-native).
+        Every mode has its own tags, so the images of all modes live side by side and building one mode
+        never replaces another's (even the same image differs by mode: its io.infra.mode label)."""
         repo = f"{self.spec.project}-{name}"
+        tag = f"{self.spec.tag}-{mode.removeprefix('docker-')}"
         registry = registry if registry is not None else self.spec.registry
-        return f"{registry}/{repo}:{self.spec.tag}" if registry else f"{repo}:{self.spec.tag}"
+        return f"{registry}/{repo}:{tag}" if registry else f"{repo}:{tag}"
 
 
 def find_spec(start: Path) -> Path | None:

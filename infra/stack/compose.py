@@ -48,7 +48,7 @@ def stack_up(stack: Stack, mode: str, build: bool = False, scales: dict[str, int
                 raise OperationError(f"build failed for {', '.join(failed)}; nothing was started",
                                      hint=f"`infra build --mode {mode}` shows the build's log")
             yield event
-    check_native_env(stack, service_images(stack, mode), engine)
+    check_native_env(stack, mode, service_images(stack, mode), engine)
     warning = prepare_workspace(stack)
     if warning:
         yield f"warning: {warning}"

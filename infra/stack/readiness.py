@@ -60,14 +60,14 @@ def stale_images(stack: Stack, mode: str, rendered: Rendered, engine: EngineAPI 
     return [n for n in plan.order if not plan.images[n].up_to_date]
 
 
-def check_native_env(stack: Stack, images: list[str], engine: EngineAPI | None = None) -> None:
-    """Under the mounted policy: the env exists and every service image can load it."""
+def check_native_env(stack: Stack, mode: str, images: list[str], engine: EngineAPI | None = None) -> None:
+    """Under the mounted policy: the env exists and every service image of ``mode`` can load it."""
     from infra.stack.nativeenv import check_mount, inspect_env
 
     if stack.spec.native_env.torch != "mounted" or not images:
         return
     env = inspect_env(stack.workdir / stack.spec.native_env.path)
-    check_mount(engine or Engine(), env, [stack.image_ref(n) for n in images],
+    check_mount(engine or Engine(), env, [stack.image_ref(n, mode) for n in images],  # type: ignore[arg-type]
                 stack.workdir / ".infra" / "cache" / "image-facts")
 
 

@@ -26,7 +26,7 @@ def deploy_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None) -> It
     if not manager:
         raise BadInputError("this node is not a swarm manager; deploy from a manager node")
     rendered = render_to_disk(stack, mode)
-    images = [stack.image_ref(n, stack.spec.registry) for n in service_images(stack, mode)]
+    images = [stack.image_ref(n, mode, stack.spec.registry) for n in service_images(stack, mode)]
     nodes = swarm_nodes(engine)
     if stack.spec.registry is None:
         if nodes > 1:
@@ -46,7 +46,7 @@ def deploy_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None) -> It
                f"environment at that path (or set native_env.torch: baked)")
         if nodes > 1:
             yield f"note: {nodes} nodes in the swarm: make sure each has {env_path}"
-        check_native_env(stack, service_images(stack, mode), engine)
+        check_native_env(stack, mode, service_images(stack, mode), engine)
     prepare_workspace(stack)
     name = swarm_stack_name(stack, mode)
     stack_deploy(engine, name, rendered.stack_file, swarm_variables(stack))

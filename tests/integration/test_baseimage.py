@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +43,35 @@ def test_a_changed_recipe_is_a_new_base(project) -> None:
     (project / "infra.yaml").write_text(text)
     after = load_stack(project / "infra.yaml").base_ref("docker-cpu")
     assert before != after and after.startswith("speech-os-bookworm:bookworm-")
+
+
+def test_each_mode_keeps_its_own_images(tmp_path: Path, offline_base: str) -> None:
+    """A docker-gpu build beside docker-cpu's: both images exist, and docker-cpu's is still up to date."""
+    text = (REPO / "infra.yaml").read_text().replace("project: speech\n", "project: sidebyside\n")
+    (tmp_path / "infra.yaml").write_text(text)
+    shutil.copytree(REPO / "images", tmp_path / "images")
+    stack = load_stack(tmp_path / "infra.yaml")
+    base = stack.base_ref("docker-cpu")
+    refs = {mode: stack.image_ref("base", mode) for mode in ("docker-cpu", "docker-gpu")}
+    assert len(set(refs.values())) == 2
+    subprocess.run(["docker", "tag", offline_base, base], check=True)   # the same recipe: no second debootstrap
+
+    def build(mode: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "infra", "build", "--mode", mode, "--only", "base", "--json"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        [image] = json.loads(result.stdout)["images"]
+        assert image["ref"] == refs[mode]
+        return image["status"]
+
+    try:
+        assert build("docker-cpu") in ("built", "up to date")
+        assert build("docker-gpu") in ("built", "up to date")
+        assert build("docker-cpu") == "up to date", "docker-gpu's build replaced docker-cpu's image"
+        for mode, ref in refs.items():
+            assert Engine().image_labels(ref)["io.infra.mode"] == mode
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", *refs.values(), base], capture_output=True)
 
 
 def test_host_mirror_is_a_debian_archive() -> None:

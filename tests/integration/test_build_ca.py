@@ -25,7 +25,7 @@ def spec(project: Path) -> str:
     (project / "infra.yaml").write_text("project: speech\n" + bases + "modes:\n  docker-cpu:\n    base: bookworm\n")
     (project / "images" / "ca-probe").mkdir(parents=True)
     (project / "images" / "ca-probe" / "image.yaml").write_text("modes: [docker-cpu]\npip: [six==1.17.0]\n")
-    return load_stack(project / "infra.yaml").image_ref("ca-probe")
+    return load_stack(project / "infra.yaml").image_ref("ca-probe", "docker-cpu")
 
 
 def host_env(**extra: str) -> dict[str, str]:

@@ -59,22 +59,22 @@ def test_whole_stack_builds_then_is_up_to_date(built_stack) -> None:
 
 
 def test_images_carry_labels_no_torch_and_a_non_root_user(built_stack) -> None:
-    labels = json.loads(docker_out("image", "inspect", "speech-asr:latest", "--format", "{{json .Config.Labels}}"))
+    labels = json.loads(docker_out("image", "inspect", "speech-asr:latest-cpu", "--format", "{{json .Config.Labels}}"))
     assert labels["io.infra.mode"] == "docker-cpu"
     assert labels["io.infra.torch-policy"] == "mounted"
     assert len(labels["io.infra.content-hash"]) == 64
-    parent_id = docker_out("image", "inspect", "speech-base-ml:latest", "--format", "{{.Id}}").strip()
+    parent_id = docker_out("image", "inspect", "speech-base-ml:latest-cpu", "--format", "{{.Id}}").strip()
     assert labels["io.infra.parent-digest"] == parent_id
     probe = ("import importlib.util as u, os; "
              "print(u.find_spec('torch') is None, u.find_spec('faster_whisper') is not None, os.getuid())")
-    out = docker_out("run", "--rm", "speech-asr:latest", "python3", "-c", probe).split()
+    out = docker_out("run", "--rm", "speech-asr:latest-cpu", "python3", "-c", probe).split()
     assert out == ["True", "True", "10001"]
 
 
 def test_no_secret_reaches_an_image_or_the_summary(built_stack) -> None:
     project, _, _ = built_stack
     for name in ("base", "base-ml", "ffmpeg", "subtitles", "asr", "diarization", "pyannote-vad"):
-        ref = f"speech-{name}:latest"
+        ref = f"speech-{name}:latest-cpu"
         seen = docker_out("image", "inspect", ref) + docker_out("history", "--no-trunc", ref)
         assert FAKE_TOKEN not in seen and "BEGIN CERTIFICATE" not in seen
         listing = docker_out("run", "--rm", "--entrypoint", "sh", ref, "-c", "ls /run/secrets 2>/dev/null; true")
@@ -158,7 +158,7 @@ def test_a_failing_image_blocks_its_children_and_still_writes_the_summary(tmp_pa
         assert "error: failtest-broken:" in result.stderr
         assert "no-such-package-infra-test" in result.stderr, "the failed build's log tail is shown"
         assert "Traceback" not in result.stderr
-        missing = subprocess.run(["docker", "image", "inspect", "speech-failtest-broken:latest"], capture_output=True)
+        missing = subprocess.run(["docker", "image", "inspect", "speech-failtest-broken:latest-cpu"], capture_output=True)
         assert missing.returncode != 0, "a failed build leaves no image under the real tag"
     finally:
-        subprocess.run(["docker", "image", "rm", "-f", *(f"speech-{n}:latest" for n in images)], capture_output=True)
+        subprocess.run(["docker", "image", "rm", "-f", *(f"speech-{n}:latest-cpu" for n in images)], capture_output=True)

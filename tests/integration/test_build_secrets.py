@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.docker
 TOKEN = "pipconf-token-that-must-not-leak"
-REF = "speech-pipconf-probe:latest"
+REF = "speech-pipconf-probe:latest-cpu"
 
 
 def spec(project: Path) -> None:

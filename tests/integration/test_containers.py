@@ -31,7 +31,7 @@ def stage_images(native_env, offline_base, ca_bundle_module) -> list[str]:
                              "docker-cpu"], cwd=REPO, capture_output=True, text=True, timeout=1800,
                             env={**os.environ, **env})
     assert result.returncode == 0, result.stderr[-3000:]
-    return [STACK.image_ref(name) for name in service_images(STACK, "docker-cpu")]
+    return [STACK.image_ref(name, "docker-cpu") for name in service_images(STACK, "docker-cpu")]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_stage_image_loads_torch_from_the_read_only_mount(image: str, stage_imag
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
     env = inspect_env(native_env)
-    ref = STACK.image_ref(image)
+    ref = STACK.image_ref(image, "docker-cpu")
     assert ref in stage_images
     check_mount(Engine(), env, [ref])          # the check that `infra up` makes passes for every stage image
     command = ["python3", "-c", f"import time, torch; print({READY!r}, torch.__version__, flush=True); time.sleep(300)"]
@@ -94,7 +94,7 @@ def test_refuses_an_image_of_another_python(trixie_base: str, native_env: Path, 
 
 def test_refuses_a_package_installed_in_both_at_different_versions(stage_images, tmp_path: Path) -> None:
     """An environment whose tqdm (a faster-whisper dependency, so in the asr image) is another version."""
-    shown = subprocess.run(["docker", "run", "--rm", STACK.image_ref("asr"), "python3", "-c",
+    shown = subprocess.run(["docker", "run", "--rm", STACK.image_ref("asr", "docker-cpu"), "python3", "-c",
                             "import importlib.metadata as m; print(m.version('tqdm'))"],
                            capture_output=True, text=True, check=True).stdout.strip()
     other = "4.66.0" if shown != "4.66.0" else "4.65.0"
@@ -106,7 +106,7 @@ def test_refuses_a_package_installed_in_both_at_different_versions(stage_images,
     env = inspect_env(venv)
     assert env.distributions["tqdm"] == other
     with pytest.raises(BadInputError) as info:
-        check_mount(Engine(), env, [STACK.image_ref("asr")])
+        check_mount(Engine(), env, [STACK.image_ref("asr", "docker-cpu")])
     assert f"installed in both at different versions: tqdm {shown} (image) vs {other} (environment)" \
         in info.value.message
     assert "torch: baked" in (info.value.hint or "")

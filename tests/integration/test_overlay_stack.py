@@ -21,7 +21,7 @@ MODE = "docker-cpu"
 SIDECAR = f"""\
 services:
   sidecar:
-    image: {PROJECT}-ffmpeg:latest
+    image: {PROJECT}-ffmpeg:latest-cpu
     command: [sleep, infinity]
     labels: {{io.infra.test: overlay}}
 """

@@ -20,8 +20,8 @@ def test_default_spec_is_valid_and_orders_parents_first() -> None:
     for name in cpu:
         parent = stack.images[name].parent
         assert parent is None or cpu.index(parent) < cpu.index(name)
-    assert stack.image_ref("asr") == "speech-asr:latest"
-    assert stack.image_ref("asr", registry="127.0.0.1:5000/ns") == "127.0.0.1:5000/ns/speech-asr:latest"
+    assert stack.image_ref("asr", "docker-cpu") == "speech-asr:latest-cpu"
+    assert stack.image_ref("asr", "docker-cpu", registry="127.0.0.1:5000/ns") == "127.0.0.1:5000/ns/speech-asr:latest-cpu"
 
 
 def test_no_image_carries_torch_packages_under_pip() -> None:

@@ -62,7 +62,7 @@ def test_an_image_that_cannot_load_the_native_env_is_refused(stack: Stack, answe
     runner = ContainerRunner(stack, MODE, make_job(stack, ["demux", "asr"]), engine)
     with pytest.raises(BadInputError) as caught:
         runner.check()
-    assert caught.value.message.startswith(f"{stack.image_ref('asr')} cannot load the native environment ")
+    assert caught.value.message.startswith(f"{stack.image_ref('asr', MODE)} cannot load the native environment ")
     assert problem in caught.value.message
     assert "native_env.torch: baked" in (caught.value.hint or "")
     assert not engine.runs
@@ -72,13 +72,13 @@ def test_a_ready_mode_passes_and_each_stage_runs_in_its_image(stack: Stack) -> N
     engine = spec_engine(stack, MODE, default_python_output=COMPATIBLE, run_exit=0)
     runner = ContainerRunner(stack, MODE, make_job(stack, ["demux", "asr"]), engine)
     runner.check()
-    assert {c[1] for c in engine.calls_to("run_python")} == {stack.image_ref("asr"), stack.image_ref("ffmpeg")}
+    assert {c[1] for c in engine.calls_to("run_python")} == {stack.image_ref("asr", MODE), stack.image_ref("ffmpeg", MODE)}
 
     job_dir = stack.workdir / "jobs" / JOB_ID
     call = StageCall("asr", ("python3", "-m", "stages.asr"), job_dir, job_dir / "asr.log", "asr", "cpu")
     assert runner.run(call) == 0
     [run] = engine.runs
-    assert run.ref == stack.image_ref("asr") and run.command == ["python3", "-m", "stages.asr", f"/data/jobs/{JOB_ID}"]
+    assert run.ref == stack.image_ref("asr", MODE) and run.command == ["python3", "-m", "stages.asr", f"/data/jobs/{JOB_ID}"]
     assert run.workdir == f"/data/jobs/{JOB_ID}" and not run.gpus
     assert run.labels["io.infra.stage"] == "asr"
     site = [m for m in run.mounts if m[1].endswith("native-site")]

@@ -272,7 +272,7 @@ def test_the_example_overlay_renders_when_copied_in(project: Path) -> None:
     after = services(render(project))
     assert services(before)["asr"] != after["asr"]
     assert after["asr"]["environment"]["HF_HUB_OFFLINE"] == "1" and "nas:/data/nas:ro" in after["asr"]["volumes"]
-    assert after["results"]["image"] == "speech-base:latest"
+    assert after["results"]["image"] == "speech-base:latest-cpu"
     assert after["results"]["volumes"] == ["../../../out:/data/out:ro"]
 
 

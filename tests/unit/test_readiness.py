@@ -64,16 +64,16 @@ def test_stale_images_are_the_missing_and_the_changed_with_their_children(stack:
 def test_native_env_check_probes_each_image_once_per_image_id(stack: Stack) -> None:
     engine = spec_engine(stack, MODE, default_python_output=COMPATIBLE)
     images = service_images(stack, MODE)
-    check_native_env(stack, images, engine)
-    assert sorted(c[1] for c in engine.calls_to("run_python")) == sorted(stack.image_ref(n) for n in images)
+    check_native_env(stack, MODE, images, engine)
+    assert sorted(c[1] for c in engine.calls_to("run_python")) == sorted(stack.image_ref(n, MODE) for n in images)
 
-    check_native_env(stack, images, engine)                     # the facts are cached by image id
+    check_native_env(stack, MODE, images, engine)                     # the facts are cached by image id
     assert len(engine.calls_to("run_python")) == len(images)
 
-    engine.add_image(stack.image_ref("asr"), engine.images[stack.image_ref("asr")].labels)   # a rebuilt asr
+    engine.add_image(stack.image_ref("asr", MODE), engine.images[stack.image_ref("asr", MODE)].labels)   # a rebuilt asr
     engine.python_output["asr"] = OLD_PYTHON
-    with pytest.raises(BadInputError, match=r"speech-asr:latest cannot load the native environment .*Python 3\.9"):
-        check_native_env(stack, images, engine)
+    with pytest.raises(BadInputError, match=r"speech-asr:latest-cpu cannot load the native environment .*Python 3\.9"):
+        check_native_env(stack, MODE, images, engine)
 
 
 def test_native_env_check_is_skipped_when_images_carry_torch(project: Path) -> None:
@@ -81,7 +81,7 @@ def test_native_env_check_is_skipped_when_images_carry_torch(project: Path) -> N
     spec.write_text(spec.read_text().replace("torch: mounted", "torch: baked"))
     stack = load_stack(spec)
     engine = spec_engine(stack, MODE)                           # no env, no probe answers: nothing may be asked
-    check_native_env(stack, service_images(stack, MODE), engine)
+    check_native_env(stack, MODE, service_images(stack, MODE), engine)
     assert not engine.calls_to("run_python")
 
 
@@ -97,7 +97,7 @@ def test_up_refuses_stale_images_without_build_before_starting_anything(stack: S
 def test_up_with_build_builds_the_stale_then_starts(stack: Stack, compose) -> None:
     engine = spec_engine(stack, MODE, except_=("asr",), default_python_output=COMPATIBLE)
     events = list(stack_up(stack, MODE, build=True, engine=engine))
-    assert [b.ref for b in engine.builds] == [stack.image_ref("asr")]
+    assert [b.ref for b in engine.builds] == [stack.image_ref("asr", MODE)]
     assert compose.started == [render_to_disk(stack, MODE).compose_file]
     assert events[-1] == ["running"]
 
@@ -108,6 +108,6 @@ def test_up_starts_nothing_when_a_build_fails_or_an_image_cannot_load_the_env(st
         list(stack_up(stack, MODE, build=True, engine=engine))
 
     engine = spec_engine(stack, MODE, python_output={"ffmpeg": OLD_PYTHON}, default_python_output=COMPATIBLE)
-    with pytest.raises(BadInputError, match="speech-ffmpeg:latest cannot load the native environment"):
+    with pytest.raises(BadInputError, match="speech-ffmpeg:latest-cpu cannot load the native environment"):
         list(stack_up(stack, MODE, engine=engine))
     assert compose.started == []

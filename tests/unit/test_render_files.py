@@ -31,7 +31,7 @@ def test_compose_services(case: str, mode: str) -> None:
     assert not any("build" in s for s in services.values())
     for name in stages:
         svc = services[name]
-        assert svc["image"] == stack.image_ref(stack.spec.stages[name].image)
+        assert svc["image"] == stack.image_ref(stack.spec.stages[name].image, mode)
         assert svc["command"] == ["python3", "-m", "stages.worker", name]
         assert svc["healthcheck"]["test"] == ["CMD", "python3", "-m", "stages.worker", "--health", name]
         assert svc["labels"]["io.infra.project"] == "speech"
@@ -65,7 +65,7 @@ def test_swarm_stack_has_what_stack_deploy_accepts(case: str, mode: str) -> None
     for forbidden in ("build:", "depends_on", "devices:", "profiles", "create_host_path", "pull_policy"):
         assert forbidden not in text
     for name, svc in services.items():
-        assert svc["image"] == stack.image_ref(stack.spec.stages[name].image)
+        assert svc["image"] == stack.image_ref(stack.spec.stages[name].image, mode)
         generic = svc["deploy"].get("resources", {}).get("reservations", {}).get("generic_resources")
         if mode == "docker-gpu" and name in ML_STAGES:
             assert generic == [{"discrete_resource_spec": {"kind": "NVIDIA-GPU", "value": 1}}]
@@ -92,7 +92,7 @@ def test_bake_targets_wire_parents_and_stage_code(mode: str) -> None:
         assert target["context"] == f"images/{name}"
         assert posixpath.normpath(posixpath.join(target["context"], target["dockerfile"])) == \
             f".infra/out/{mode}/dockerfiles/{name}.Dockerfile"
-        assert target["tags"] == [stack.image_ref(name)]
+        assert target["tags"] == [stack.image_ref(name, mode)]
         contexts = target.get("contexts", {})
         assert contexts.get(parent) == (f"target:{parent}" if parent else None)
         dockerfile = files[f"dockerfiles/{name}.Dockerfile"]

@@ -9,7 +9,7 @@ LABEL \
       io.infra.project=speech \
       io.infra.python=3.11 \
       io.infra.torch-policy=baked \
-      org.opencontainers.image.base.name=registry.example.com/speech/speech-base-ml:latest \
+      org.opencontainers.image.base.name=registry.example.com/speech/speech-base-ml:latest-cpu \
       org.opencontainers.image.description='Speaker diarization with pyannote.audio, or the offline speaker-embedding backend' \
       org.opencontainers.image.title=speech-diarization \
       org.opencontainers.image.vendor=speech \

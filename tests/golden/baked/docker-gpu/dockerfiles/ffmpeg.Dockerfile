@@ -8,7 +8,7 @@ LABEL \
       io.infra.project=speech \
       io.infra.python=3.11 \
       io.infra.torch-policy=baked \
-      org.opencontainers.image.base.name=registry.example.com/speech/speech-base:latest \
+      org.opencontainers.image.base.name=registry.example.com/speech/speech-base:latest-gpu \
       org.opencontainers.image.description='FFmpeg for the demux and mux stages' \
       org.opencontainers.image.title=speech-ffmpeg \
       org.opencontainers.image.vendor=speech \

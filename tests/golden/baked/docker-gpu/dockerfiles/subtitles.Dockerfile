@@ -8,7 +8,7 @@ LABEL \
       io.infra.project=speech \
       io.infra.python=3.11 \
       io.infra.torch-policy=baked \
-      org.opencontainers.image.base.name=registry.example.com/speech/speech-base:latest \
+      org.opencontainers.image.base.name=registry.example.com/speech/speech-base:latest-gpu \
       org.opencontainers.image.description='Subtitle writing (SRT, WebVTT) from the ASR and diarization results; standard library only' \
       org.opencontainers.image.title=speech-subtitles \
       org.opencontainers.image.vendor=speech \

@@ -8,7 +8,7 @@ LABEL \
       io.infra.project=speech \
       io.infra.python=3.11 \
       io.infra.torch-policy=mounted \
-      org.opencontainers.image.base.name=speech-base:latest \
+      org.opencontainers.image.base.name=speech-base:latest-cpu \
       org.opencontainers.image.description='Shared numeric stack for the ML stages; torch only when the policy is baked' \
       org.opencontainers.image.title=speech-base-ml \
       org.opencontainers.image.vendor=speech \

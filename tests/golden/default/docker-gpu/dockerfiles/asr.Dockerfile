@@ -8,7 +8,7 @@ LABEL \
       io.infra.project=speech \
       io.infra.python=3.11 \
       io.infra.torch-policy=mounted \
-      org.opencontainers.image.base.name=speech-base-ml:latest \
+      org.opencontainers.image.base.name=speech-base-ml:latest-gpu \
       org.opencontainers.image.description='faster-whisper speech recognition (CTranslate2, no torch needed)' \
       org.opencontainers.image.title=speech-asr \
       org.opencontainers.image.vendor=speech \
