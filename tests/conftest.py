@@ -24,14 +24,27 @@ def docker_available() -> bool:
         return False
 
 
-@pytest.fixture(autouse=True)
-def _docker_gate(request: pytest.FixtureRequest) -> None:
-    """Docker-marked tests skip without an engine, except under CI=true, where that is a failure."""
-    if request.node.get_closest_marker("docker") is None or docker_available():
+def require_engine() -> None:
+    """The Docker gate: without an engine, skip, except under CI=true, where that is a failure."""
+    if docker_available():
         return
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail("CI=true but no Docker engine answers `docker info`: run scripts/setup-docker.sh")
     pytest.skip("no Docker engine answers `docker info`")
+
+
+@pytest.fixture(autouse=True)
+def _docker_gate(request: pytest.FixtureRequest) -> None:
+    """Docker-marked tests skip without an engine, except under CI=true, where that is a failure."""
+    if request.node.get_closest_marker("docker") is not None:
+        require_engine()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """The same gate for module- and session-scoped fixtures that need the engine: they are set up before
+    the per-test gate runs, so they name this fixture first."""
+    require_engine()
 
 
 def host_ca_bundle() -> str | None:
@@ -96,11 +109,8 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def offline_base() -> str:
+def offline_base(docker_engine: None) -> str:
     """The default spec's offline base image, made once per machine (debootstrap takes about a minute)."""
-    if not docker_available():
-        pytest.fail("the offline base needs a Docker engine") if os.environ.get("CI", "").lower() == "true" \
-            else pytest.skip("no Docker engine")
     from infra.build.base import BaseResult, ensure_bases
     from infra.spec import load_stack
 

@@ -1,4 +1,7 @@
-"""`infra base`: the offline base made from Debian packages, reused when it exists."""
+"""`infra base`: the offline base made from Debian packages, reused when it exists.
+
+Only the tests marked docker need an engine; the others read the spec and the host.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,8 @@ from infra.spec import load_stack
 from infra.engine import Engine
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.docker
 
-
+@pytest.mark.docker
 def test_offline_base_runs_python_of_the_spec_and_is_labelled(offline_base: str) -> None:
     out = subprocess.run(["docker", "run", "--rm", offline_base, "python3", "-c",
                           "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
@@ -29,6 +31,7 @@ def test_offline_base_runs_python_of_the_spec_and_is_labelled(offline_base: str)
     assert "python3-venv" in labels["io.infra.base.packages"].split()
 
 
+@pytest.mark.docker
 def test_existing_base_is_reused_and_every_mode_shares_it(offline_base: str) -> None:
     stack = load_stack(REPO / "infra.yaml")
     results = [e for e in ensure_bases(stack, list(stack.spec.modes)) if isinstance(e, BaseResult)]
@@ -45,6 +48,7 @@ def test_a_changed_recipe_is_a_new_base(project) -> None:
     assert before != after and after.startswith("speech-os-bookworm:bookworm-")
 
 
+@pytest.mark.docker
 def test_each_mode_keeps_its_own_images(tmp_path: Path, offline_base: str) -> None:
     """A docker-gpu build beside docker-cpu's: both images exist, and docker-cpu's is still up to date."""
     text = (REPO / "infra.yaml").read_text().replace("project: speech\n", "project: sidebyside\n")

@@ -22,7 +22,7 @@ STACK = load_stack(REPO / "infra.yaml")
 
 
 @pytest.fixture(scope="module")
-def stage_images(native_env, offline_base, ca_bundle_module) -> list[str]:
+def stage_images(offline_base, native_env, ca_bundle_module) -> list[str]:
     """The docker-cpu stage images, built (BuildKit's cache makes this quick after the other tests)."""
     env = {"INFRA_CA_BUNDLE": ca_bundle_module} if ca_bundle_module else {}
     import os
@@ -68,7 +68,7 @@ def test_stage_image_loads_torch_from_the_read_only_mount(image: str, stage_imag
 
 
 @pytest.fixture(scope="module")
-def trixie_base(tmp_path_factory) -> str:
+def trixie_base(docker_engine: None, tmp_path_factory) -> str:
     """A second small image with another Python: Debian trixie's 3.13, made with debootstrap once per machine."""
     from infra.build.base import BaseResult, ensure_bases
 

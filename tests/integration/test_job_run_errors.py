@@ -116,6 +116,7 @@ def test_a_job_whose_native_env_is_missing(prepared: dict, stand_in_env: Path, r
     assert f"native environment {stand_in_env} not found" in errors(result)[0]
 
 
+@pytest.mark.docker
 def test_a_docker_mode_whose_images_are_not_built(prepared: dict, workspace: Path, run_cli) -> None:
     """The workspace's own spec names images no one has built: the container runner refuses before any stage."""
     import shutil

@@ -29,7 +29,7 @@ def docker(*args: str, cwd: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def empty_image() -> str:
+def empty_image(docker_engine: None) -> str:
     """A local image with nothing in it, to stand in for base images under `bake --check`."""
     tag = f"infra-render-test-empty:{os.getpid()}"
     subprocess.run(f"tar -cf - --files-from /dev/null | docker import - {tag}", shell=True, check=True,
