@@ -6,7 +6,9 @@ because they are done (status ``done`` and every output present) and nothing
 before them runs again. ``--force`` runs the chosen stages anyway; ``--from
 STAGE`` runs that stage and everything after it; ``--stages`` runs only those.
 A stage whose inputs are neither in the job directory nor made earlier in the
-same run is refused before anything starts.
+same run is refused before anything starts, and so is a stage that reads the
+job's media (``reads_media`` in the spec: demux, mux) when the media is gone;
+the other stages run without it.
 
 ``run_job`` then runs each stage through a StageRunner (infra/jobs/runners.py),
 appending its output to ``logs/<stage>.log``, and yields an event per stage. The
@@ -181,6 +183,20 @@ def check_models(job: dict[str, Any], plan: list[PlannedStage]) -> None:
         raise BadInputError(f"Whisper model {name} is not in the model cache ({folder}): {how}")
 
 
+def check_media(job: dict[str, Any], job_dir: Path, specs: dict[str, StageSpec], plan: list[PlannedStage]) -> None:
+    """Before anything runs: the job's input media is there when a stage that reads it (``reads_media``) runs."""
+    from infra.jobs.prepare import input_path
+
+    readers = [p.name for p in plan if p.action == "run" and specs[p.name].reads_media]
+    if not readers or not job.get("input", {}).get("file"):
+        return
+    media = input_path(job_dir, job)
+    if not media.is_file():
+        raise BadInputError(f"the job's input {media} is missing (moved or deleted since the job was prepared?)",
+                            hint=f"{', '.join(readers)} read{'s' if len(readers) == 1 else ''} it: put it back, "
+                                 "or prepare the job again")
+
+
 @contextmanager
 def exclusive_run(job_dir: Path, job_id: str) -> Iterator[None]:
     """One `job run` per job at a time (the job protocol's run.lock)."""
@@ -239,6 +255,7 @@ def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
     plan = plan_run(job, job_dir, stack.spec.stages, request)
     runner = runner_for(request.mode or job["config"]["mode"], job, stack)
     if any(p.action == "run" for p in plan):
+        check_media(job, job_dir, stack.spec.stages, plan)
         runner.check()
         check_models(job, plan)
     with exclusive_run(job_dir, request.job_id):

@@ -280,16 +280,24 @@ def list_jobs(ws: Workspace) -> list[dict[str, Any]]:
     return rows
 
 
+def input_path(job_dir: Path, job: dict[str, Any]) -> Path:
+    """The job's input media (input.file: the clip in the job directory, or the source) as a host path."""
+    source = Path(str(job["input"]["file"]))
+    return source if source.is_absolute() else job_dir / source
+
+
 def reachable_input(ws: Workspace, job_dir: Path, job: dict[str, Any]) -> str:
     """The input as a path the containers can open: inside the workspace (relative to the job
-    directory), linked or copied into the job directory when it lies elsewhere."""
-    source = Path(job["input"]["file"])
-    source = source if source.is_absolute() else job_dir / source
+    directory), linked or copied into the job directory when it lies elsewhere. A missing input is
+    left as it is: only the stages that read the media need it (the pipeline checks for those)."""
+    source = input_path(job_dir, job)
     root = ws.root.resolve()
     if source.resolve().is_relative_to(root):
         return os.path.relpath(source.resolve(), job_dir.resolve())
     local = job_dir / f"media{source.suffix}"
     if not local.exists():
+        if not source.is_file():
+            return str(job["input"]["file"])
         try:
             os.link(source, local)
         except OSError:

@@ -139,6 +139,8 @@ class StageSpec(Strict):
     after: list[str] = Field(default_factory=list, description="Stages that must finish first")
     inputs: list[str] = Field(default_factory=list, description="Files the stage reads, relative to the job directory")
     outputs: list[str] = Field(default_factory=list, description="Files the stage writes")
+    reads_media: bool = Field(False, description="Reads the job's input media (job.json's input.file), which lies "
+                                                 "outside the job directory unless the job cut a clip")
     gpu: bool = Field(False, description="Uses the GPU in a mode that has one")
 
     @field_validator("command")

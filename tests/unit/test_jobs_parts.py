@@ -11,9 +11,10 @@ import pytest
 from infra.models.bootstrap import read_hf_token
 from infra.spec import load_stack
 from infra.errors import BadInputError
-from infra.jobs.prepare import JobRequest, check_job_id, check_request, stage_plan
+from infra.jobs.prepare import JobRequest, check_job_id, check_request, reachable_input, stage_plan
 from infra.jobs.media import check_range, format_time, parse_time
 from infra.models.catalogue import CATALOGUE, FetchError, HubToken, join_parts, unpack_wheels, verify
+from infra.workspace import Workspace
 
 
 @pytest.mark.parametrize("text, seconds", [("00:00:05", 5), ("1:02:03.5", 3723.5), ("02:03", 123), ("90:00", 5400),
@@ -160,3 +161,17 @@ def test_an_early_probe_is_taken_only_for_its_file(tmp_path: Path) -> None:
     probe.start_early(str(clip))
     probe.discard_early()
     assert probe.take_early(clip) is None
+
+
+def test_the_input_is_linked_into_the_job_when_outside_the_workspace_and_left_alone_when_gone(tmp_path: Path) -> None:
+    ws, job_dir, film = Workspace(tmp_path / "ws"), tmp_path / "ws" / "out" / "job", tmp_path / "film.mp4"
+    job_dir.mkdir(parents=True)
+    job = {"input": {"file": str(film)}}
+    assert reachable_input(ws, job_dir, job) == str(film)          # gone: nothing to link, nothing made
+    assert list(job_dir.iterdir()) == []
+    film.write_bytes(b"film")
+    assert reachable_input(ws, job_dir, job) == "media.mp4"
+    assert (job_dir / "media.mp4").read_bytes() == b"film"
+    (tmp_path / "ws" / "in").mkdir()
+    inside = {"input": {"file": str(tmp_path / "ws" / "in" / "gone.mkv")}}
+    assert reachable_input(ws, job_dir, inside) == "../../in/gone.mkv"

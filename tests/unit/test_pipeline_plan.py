@@ -12,7 +12,7 @@ import pytest
 from infra.spec import load_stack
 from infra.errors import BadInputError
 from infra.jobproto import locked_job
-from infra.jobs.pipeline import RunRequest, downstream, plan_run, stage_order
+from infra.jobs.pipeline import RunRequest, check_media, downstream, plan_run, stage_order
 from tests.conftest import REPO
 
 SPECS = load_stack(REPO / "infra.yaml").spec.stages
@@ -127,6 +127,34 @@ def test_the_transcribe_workflow_has_no_subtitles_stage(tmp_path: Path) -> None:
     job = make_job(tmp_path, names=("demux", "vad", "asr"))
     with pytest.raises(BadInputError, match="has no stage 'subtitles'"):
         plan_run(job, tmp_path, SPECS, RunRequest("x", from_stage="subtitles"))
+
+
+def test_the_spec_says_which_stages_read_the_media() -> None:
+    assert [name for name, spec in SPECS.items() if spec.reads_media] == ["demux", "mux"]
+
+
+@pytest.mark.parametrize("name", ["gone.mp4", "/elsewhere/gone.mp4"])
+def test_a_missing_media_refuses_only_the_stages_that_read_it_with_the_stage_s_own_line(tmp_path: Path,
+                                                                                           name: str) -> None:
+    from stages._jobio import StageContext, StageInputError
+
+    job = make_job(tmp_path, done=tuple(SPECS))
+    job["input"] = {"file": name}
+    for stages in (("vad", "asr"), ("diarize", "subtitles")):
+        check_media(job, tmp_path, SPECS, plan_run(job, tmp_path, SPECS, RunRequest("x", stages=stages, force=True)))
+    check_media(job, tmp_path, SPECS, plan_run(job, tmp_path, SPECS, RunRequest("x")))      # all done: mux skipped
+    with pytest.raises(StageInputError) as stage_says:
+        StageContext("mux", tmp_path, job).input_media()
+    for request in (RunRequest("x", stages=("mux",), force=True), RunRequest("x", from_stage="subtitles"),
+                    RunRequest("x", force=True)):
+        with pytest.raises(BadInputError) as caught:
+            check_media(job, tmp_path, SPECS, plan_run(job, tmp_path, SPECS, request))
+        assert caught.value.exit_code == 2 and caught.value.message == str(stage_says.value)
+    assert "the job's input " in caught.value.message and "(moved or deleted" in caught.value.message
+    assert caught.value.hint == "demux, mux read it: put it back, or prepare the job again"
+    (tmp_path / "gone.mp4").write_bytes(b"back")
+    if name == "gone.mp4":
+        check_media(job, tmp_path, SPECS, plan_run(job, tmp_path, SPECS, RunRequest("x", force=True)))
 
 
 STAGE_SIDE = """
