@@ -96,7 +96,7 @@ def test_buildkit_parses_and_lints_every_dockerfile(case: str, mode: str, tmp_pa
     parents = sorted({p for t in bake["target"].values() for p, src in t.get("contexts", {}).items()
                       if src.startswith("target:")})
     args = ["buildx", "bake", "-f", str(out / "docker-bake.json"), "--check",
-            f"--allow=fs.read={REPO / 'stages'}"]
+            f"--allow=fs.read={REPO / 'stages'}", f"--allow=fs.read={REPO / 'infra'}"]
     for parent in parents:
         args += ["--set", f"*.contexts.{parent}=docker-image://{empty_image}"]
     output = docker(*args, cwd=project)
