@@ -9,6 +9,18 @@ with_test=0
 [ "${1:-}" = "--test" ] && with_test=1
 say() { printf 'setup: %s\n' "$*" >&2; }
 
+# The service that installing docker-registry started: systemd's unit, or without systemd the
+# init script's daemon, whose pid file names it (start-stop-daemon stops that process only).
+stop_package_registry() {
+  if [ -d /run/systemd/system ]; then
+    say "stopping the docker-registry service the package started (tests run their own)"
+    systemctl stop docker-registry.service || say "could not stop the docker-registry service"
+  elif [ -s /var/run/docker-registry.pid ] && [ -x /etc/init.d/docker-registry ]; then
+    say "stopping the docker-registry service the package started (tests run their own)"
+    /etc/init.d/docker-registry stop >/dev/null || say "could not stop the docker-registry service"
+  fi
+}
+
 packages=(ffmpeg debootstrap espeak-ng)   # espeak-ng speaks `infra run --sample` when pyannote's sample is absent
 [ "$with_test" = 1 ] && packages+=(sox docker-registry apache2-utils)
 
@@ -22,8 +34,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts the registry as a service where it can; tests run their own.
-    if [ "$with_test" = 1 ]; then pkill -x docker-registry 2>/dev/null || true; fi
+    # Debian's docker-registry package starts its service where it can; the tests run their own
+    # registries, so stop that service (and only it: a registry the user runs is left alone).
+    if [[ " ${missing[*]} " == *" docker-registry "* ]]; then stop_package_registry; fi
   else
     say "please install: ${missing[*]} (then run this again)"
     exit 1
@@ -32,18 +45,6 @@ fi
 
 scripts/setup-docker.sh
 
-venv=.venv
 extras=""
 [ "$with_test" = 1 ] && extras="[test]"
-stamp="$venv/.infra-stamp"
-want="$(sha256sum pyproject.toml | cut -c1-16)$extras"
-if [ ! -x "$venv/bin/python" ]; then
-  say "creating $venv"
-  python3 -m venv "$venv"
-fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing infra$extras into $venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  "$venv/bin/python" -c 'import infra.cli.app' || { say "install failed"; exit 1; }
-  echo "$want" >"$stamp"
-fi
+scripts/install-venv.sh .venv "$extras" infra.cli.app   # fails (and stamps nothing) when pip fails
