@@ -7,12 +7,19 @@ only: a model that is not there fails with the command that fetches it, and
 nothing is downloaded. Neighbouring speech segments are joined into windows of
 at most one chunk, which Whisper decodes one by one (batch size 1) or in
 batches (faster-whisper's batched pipeline).
+
+numpy's BLAS runs on one thread (``pin_blas_threads``): the same audio then
+gives the same asr.json natively and in a container, whatever CPUs the process
+sees and whatever OMP_NUM_THREADS or OPENBLAS_NUM_THREADS the shell sets.
+CTranslate2's own thread count (``cpu_threads``) changes the speed, not the
+result; both are in the stage's result record.
 Usage: python3 -m stages.asr [JOB_DIR]
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from stages._audio import AUDIO_FILE, duration_s, read_wav
@@ -25,6 +32,8 @@ VAD_FILE = "vad.json"
 BEAM_SIZE = 5
 DEFAULT_CHUNK_S = 30
 TASKS = ("transcribe", "translate")
+BLAS_THREADS = 1
+BLAS_ENV = "OPENBLAS_NUM_THREADS"      # read by numpy's OpenBLAS once, when numpy loads
 
 
 def speech_windows(segments: list[dict[str, float]], max_s: float) -> list[dict[str, float]]:
@@ -36,6 +45,18 @@ def speech_windows(segments: list[dict[str, float]], max_s: float) -> list[dict[
         else:
             windows.append({"start": seg["start"], "end": seg["end"]})
     return windows
+
+
+def pin_blas_threads() -> int | None:
+    """Give numpy's BLAS one thread before numpy loads; the thread count, or None when numpy was loaded first.
+
+    faster-whisper's log-mel features are a float32 matrix product that OpenBLAS splits by its thread
+    count (by default, the CPUs the process may use); another split rounds some features one unit in the
+    last place apart, and that changes words and word times downstream."""
+    if "numpy" in sys.modules:
+        return None
+    os.environ[BLAS_ENV] = str(BLAS_THREADS)
+    return BLAS_THREADS
 
 
 def cpu_threads() -> int:
@@ -78,6 +99,10 @@ def segment_record(seg: Any) -> dict[str, Any]:
 
 
 def asr(ctx: StageContext) -> None:
+    blas_threads = pin_blas_threads()
+    if blas_threads is None:
+        print(f"asr: numpy was loaded before {BLAS_ENV} could be set: the result may depend on the CPU count",
+              file=sys.stderr)
     cfg = ctx.config
     name = str(cfg.get("whisper_model") or "")
     folder = whisper_dir(ctx.model_cache(), name)
@@ -109,7 +134,8 @@ def asr(ctx: StageContext) -> None:
         "duration_s": duration_s(samples), "windows": windows, "segments": records})
     ctx.details.update({"model": name, "device": device, "compute_type": compute_type, "batch_size": batch_size,
                         "language": detected, "windows": len(windows), "segments": len(records),
-                        "words": sum(len(r["words"]) for r in records), "audio_s": duration_s(samples)})
+                        "words": sum(len(r["words"]) for r in records), "audio_s": duration_s(samples),
+                        "cpu_threads": cpu_threads() if windows else None, "blas_threads": blas_threads})
 
 
 if __name__ == "__main__":

@@ -159,13 +159,21 @@ def test_rerunning_a_stage_marks_the_stages_after_it_pending(run: dict) -> None:
 
 
 @pytest.mark.docker
-def test_docker_cpu_run_of_the_same_job_gives_the_same_subtitles(run: dict, model_cache: Path, ca_bundle) -> None:
-    """The job run again with every stage in its stage image (torch from the mounted env): same subtitles."""
+def test_docker_cpu_run_of_the_same_job_gives_the_same_words_and_subtitles(run: dict, model_cache: Path,
+                                                                           ca_bundle) -> None:
+    """The job run natively from a shell that limits numpy's BLAS threads, then again with every stage in its
+    stage image (torch from the mounted env), which sees every CPU: the same asr.json and subtitles, byte for
+    byte (the ASR stage pins its BLAS threads; see docs/JOBS.md)."""
     import shutil
 
-    again = run["infra"]("job", "run", run["id"], "--force")
+    shell = {k: v for k, v in os.environ.items() if k != "INFRA_FILE"}
+    again = subprocess.run([sys.executable, "-m", "infra", "job", "run", run["id"], "--force"], cwd=run["ws"],
+                           env={**shell, "INFRA_CACHE": str(model_cache), "OPENBLAS_NUM_THREADS": "1"},
+                           capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     native_srt = (run["dir"] / "subtitles.srt").read_text()
+    native_asr = (run["dir"] / "asr.json").read_bytes()
+    native_record = json.loads((run["dir"] / "results" / "asr.json").read_text())
     shutil.copytree(model_cache / "whisper", run["ws"] / "shared-model-and-cache" / "whisper",
                     copy_function=os.link, dirs_exist_ok=True)
     env_ca = {"INFRA_CA_BUNDLE": ca_bundle} if ca_bundle else {}
@@ -178,11 +186,32 @@ def test_docker_cpu_run_of_the_same_job_gives_the_same_subtitles(run: dict, mode
     assert docker.returncode == 0, docker.stdout + docker.stderr
     data = json.loads((run["dir"] / "job.json").read_text())
     assert {s["runner"] for s in data["stages"]} == {"docker-cpu"}
+    docker_record = json.loads((run["dir"] / "results" / "asr.json").read_text())
+    assert native_record["details"]["blas_threads"] == docker_record["details"]["blas_threads"] == 1
+    assert (run["dir"] / "asr.json").read_bytes() == native_asr
     assert (run["dir"] / "subtitles.srt").read_text() == native_srt
     assert (run["dir"] / "subtitled.mp4").stat().st_size > 0
     leftover = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.infra.job={run['id']}"],
                               capture_output=True, text=True).stdout
     assert leftover.strip() == "", "every stage container is removed"
+
+
+BLAS = """
+import json, sys
+sys.path.insert(0, {repo!r})
+import stages.asr
+pinned = stages.asr.pin_blas_threads()
+import numpy, threadpoolctl
+print(json.dumps([pinned, [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]]))
+"""
+
+
+def test_the_asr_stage_runs_numpy_s_blas_on_one_thread_whatever_the_shell_says(ml_env: Path) -> None:
+    """OpenBLAS's thread count decides how it splits the log-mel product, and so the last bit of some features."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([str(ml_env / "bin" / "python"), "-c", BLAS.format(repo=str(REPO))], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == [1, [1]]
 
 
 ONE_VOICE = """
