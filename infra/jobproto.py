@@ -16,6 +16,9 @@ submit), by the stage programs (``stages/``) and by the workers
   other way round.
 - Models come from one cache: ``$INFRA_CACHE``, else the workspace's
   ``shared-model-and-cache/`` (``model_cache``).
+- A running stage says how far it is in ``progress/<stage>.json`` (seconds of
+  media done out of the total, its rate and ETA), replaced about once a second
+  (``StageProgress``); the CLI, job.json, `infra ps` and the workers read it.
 - The stack's queue is ``jobs/queue/<stage>/<job-id>``: a small JSON file
   created with O_EXCL, so a stage of a job is queued once (``enqueue``); workers
   claim it by renaming it into ``jobs/running/<stage>/``.
@@ -27,6 +30,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -38,6 +42,8 @@ JOB_FILE = "job.json"
 LOCK_FILE = ".job.lock"
 RUN_LOCK = "run.lock"                 # one `infra job run` of a job at a time
 RESULTS_DIR = "results"
+PROGRESS_DIR = "progress"
+PROGRESS_INTERVAL_S = 1.0
 LOGS_DIR = "logs"
 CACHE_ENV = "INFRA_CACHE"
 CACHE_DIR = "shared-model-and-cache"
@@ -188,3 +194,50 @@ def enqueue(jobs_dir: Path, stage: str, work: dict[str, Any]) -> bool:
     with os.fdopen(fd, "w") as out:
         json.dump({**work, "stage": stage, "queued": now_iso()}, out, sort_keys=True)
     return True
+
+
+class StageProgress:
+    """How far a stage is, in seconds of media: ``progress/<stage>.json``, replaced at most once per interval.
+
+    ``resumed_s`` is what an earlier, interrupted run already did: it counts as done but not towards the
+    rate, so the ETA of a resumed stage is honest."""
+
+    def __init__(self, job_dir: Path, stage: str, total_s: float, resumed_s: float = 0.0,
+                 interval_s: float = PROGRESS_INTERVAL_S) -> None:
+        self.path = job_dir / PROGRESS_DIR / f"{stage}.json"
+        self.stage, self.total_s, self.resumed_s = stage, max(0.0, float(total_s)), float(resumed_s)
+        self.interval_s = interval_s
+        self.started = time.monotonic()
+        self.started_at = now_iso()
+        self.written = 0.0
+        self.done_s = self.resumed_s
+        self.update(self.resumed_s, force=True)
+
+    def update(self, done_s: float, force: bool = False) -> None:
+        self.done_s = min(max(float(done_s), self.done_s), self.total_s) if self.total_s else float(done_s)
+        now = time.monotonic()
+        if not force and now - self.written < self.interval_s:
+            return
+        self.written = now
+        write_json_atomic(self.path, self.snapshot(now))
+
+    def finish(self) -> None:
+        self.update(self.total_s, force=True)
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        elapsed = max(1e-6, (now or time.monotonic()) - self.started)
+        rate = (self.done_s - self.resumed_s) / elapsed
+        left = self.total_s - self.done_s
+        return {"stage": self.stage, "done_s": round(self.done_s, 3), "total_s": round(self.total_s, 3),
+                "resumed_s": round(self.resumed_s, 3), "elapsed_s": round(elapsed, 3),
+                "rate": round(rate, 4), "eta_s": round(left / rate, 1) if rate > 0 else None,
+                "started": self.started_at, "updated": now_iso(), "pid": os.getpid()}
+
+
+def read_progress(job_dir: Path, stage: str) -> dict[str, Any] | None:
+    """The last progress a stage reported, or None (never reported, or being replaced this instant)."""
+    try:
+        data = json.loads((job_dir / PROGRESS_DIR / f"{stage}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
