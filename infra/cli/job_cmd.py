@@ -60,7 +60,8 @@ def run(
 ) -> None:
     """Run the job's stages in dependency order; done stages are skipped, so a rerun resumes."""
     from infra.cli.context import load, optional_mode
-    from infra.cli.run_cmd import run_and_show, stage_list
+    from infra.cli.run_cmd import stage_list
+    from infra.cli.run_view import run_and_show
     from infra.jobs.pipeline import RunRequest
     mode = optional_mode(mode)
     run_and_show(load(), RunRequest(job_id, stage_list(stages), from_stage, force, mode))
