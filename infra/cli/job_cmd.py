@@ -22,6 +22,8 @@ def prepare(
     language: opt.Language = None,
     model: opt.Model = None,
     task: opt.Task = "transcribe",
+    audio_track: opt.AudioTrack = None,
+    audio_language: opt.AudioLanguage = None,
     name: opt.Name = None,
     user: opt.User = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print job.json.")] = False,
@@ -31,7 +33,8 @@ def prepare(
     from infra.jobs.media import MediaProbe
     from infra.jobs.prepare import prepare_job
 
-    checked = opt.job_request(Path(media), start, end, workflow, mode, language, model, task, name, user)
+    checked = opt.job_request(Path(media), start, end, workflow, mode, language, model, task, name, user,
+                              audio_track, audio_language)
     probe = MediaProbe(Path(media))       # ffprobe reads the file while the spec and the cache load
     job = prepare_job(load(), checked, probe=probe)
     data = job.data

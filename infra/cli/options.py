@@ -17,6 +17,8 @@ JobMode = Annotated[Optional[str], typer.Option("--mode", help="native, docker-c
 Language = Annotated[Optional[str], typer.Option("--language", help="Spoken language code, e.g. hi or en (default: detect).")]
 Model = Annotated[Optional[str], typer.Option("--model", help="Whisper model, e.g. tiny.en or base (default: recommended).")]
 Task = Annotated[str, typer.Option("--task", help="transcribe, or translate into English.")]
+AudioTrack = Annotated[Optional[int], typer.Option("--audio-track", metavar="N", help="Decode this audio track: 0 is the first audio stream, 1 the second (default: the first).")]
+AudioLanguage = Annotated[Optional[str], typer.Option("--audio-language", metavar="TAG", help="Decode the first audio track tagged with this language, as ffprobe shows it, e.g. hin or eng.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="A label for the job.")]
 User = Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")]
 StackMode = Annotated[str, typer.Option("--mode", "-m", help="docker-cpu or docker-gpu.")]
@@ -25,9 +27,11 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 def job_request(media: Path, start: Optional[str], end: Optional[str], workflow: str, mode: Optional[str],
                 language: Optional[str], model: Optional[str], task: str, name: Optional[str],
-                user: Optional[str]) -> CheckedRequest:
+                user: Optional[str], audio_track: Optional[int] = None,
+                audio_language: Optional[str] = None) -> CheckedRequest:
     """The job options of `infra run` and `infra job prepare`, checked (before the spec loads) in one place."""
     from infra.jobs.prepare import JobRequest, check_request
 
     return check_request(JobRequest(media=media, start=start, end=end, workflow=workflow, mode=mode,
-                                    language=language, name=name, user=user, whisper_model=model, task=task))
+                                    language=language, name=name, user=user, whisper_model=model, task=task,
+                                    audio_track=audio_track, audio_language=audio_language))

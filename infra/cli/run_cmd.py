@@ -26,6 +26,7 @@ def run(
     language: opt.Language = None,
     model: opt.Model = None,
     task: opt.Task = "transcribe",
+    audio_track: opt.AudioTrack = None, audio_language: opt.AudioLanguage = None,
     name: opt.Name = None,
     user: opt.User = None,
 ) -> None:
@@ -46,7 +47,7 @@ def run(
         typer.echo(f"sample: {media_path}" + (" (made now)" if made else ""))
     else:
         media_path = Path(str(media))
-    job = prepare_job(stack, opt.job_request(media_path, start, end, workflow, mode, language, model, task, name, user))
+    job = prepare_job(stack, opt.job_request(media_path, start, end, workflow, mode, language, model, task, name, user, audio_track, audio_language))
     cfg = job.data["config"]
     typer.echo(f"job {job.job_id}: {job.path}")
     typer.echo(f"  {job.data['workflow']}, mode {cfg['mode']}, whisper {cfg['whisper_model']} {cfg['compute_type']}, "

@@ -1,7 +1,9 @@
-"""Media facts from one ffprobe call, times on the command line, and clips cut by ffmpeg.
+"""Media facts from one ffprobe call, the audio track a job uses, times on the command line, and clips cut by ffmpeg.
 
 ``start_probe`` checks the path and starts ffprobe in the background, so the
 caller can load the spec and the hardware cache while ffprobe reads the file.
+Only ffprobe reads the file here (its headers, not the samples), so preparing a
+three-hour film takes as long as preparing a clip.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class AudioStream(Model):
     sample_rate: int | None
     channels: int | None
     language: str | None
+    channel_layout: str | None = None
+    duration_s: float | None = None      # the stream's own, when the container says it
 
 
 class VideoStream(Model):
@@ -117,7 +121,8 @@ def media_info(path: Path, shown: str, data: dict) -> MediaInfo:
     streams = data.get("streams") or []
     fmt = data.get("format") or {}
     audio = [AudioStream(index=s.get("index", i), codec=s.get("codec_name"), sample_rate=_int(s.get("sample_rate")),
-                         channels=_int(s.get("channels")), language=(s.get("tags") or {}).get("language"))
+                         channels=_int(s.get("channels")), language=(s.get("tags") or {}).get("language"),
+                         channel_layout=s.get("channel_layout"), duration_s=stream_duration(s))
              for i, s in enumerate(streams) if s.get("codec_type") == "audio"]
     video = [VideoStream(index=s.get("index", i), codec=s.get("codec_name"), width=_int(s.get("width")),
                          height=_int(s.get("height")), fps=_rate(s.get("avg_frame_rate")))
@@ -132,6 +137,51 @@ def media_info(path: Path, shown: str, data: dict) -> MediaInfo:
     return MediaInfo(path=str(path), size_bytes=int(fmt.get("size") or path.stat().st_size),
                      format=fmt.get("format_name"), duration_s=duration, bit_rate=_int(fmt.get("bit_rate")),
                      audio=audio, video=video)
+
+
+def stream_duration(stream: dict) -> float | None:
+    """A stream's duration: ffprobe's field (MP4), else the DURATION tag Matroska muxers write ('01:02:03.5')."""
+    seconds = _float(stream.get("duration"))
+    if seconds:
+        return seconds
+    tags = {str(k).upper(): v for k, v in (stream.get("tags") or {}).items()}
+    hours, _, rest = str(tags.get("DURATION") or "").partition(":")
+    minutes, _, secs = rest.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and _float(secs) is not None):
+        return None
+    return round(int(hours) * 3600 + int(minutes) * 60 + float(secs), 6) or None
+
+
+def describe_track(number: int, stream: AudioStream) -> str:
+    """'1 ac3 5.1(side) hin': the track number among the audio streams, codec, channels and language tag."""
+    layout = stream.channel_layout or (f"{stream.channels}ch" if stream.channels else "?ch")
+    return f"{number} {stream.codec or '?'} {layout} {stream.language or 'untagged'}"
+
+
+def choose_audio(media: MediaInfo, track: int | None, language: str | None, shown: str) -> dict:
+    """The audio track a job decodes: --audio-track N (0-based among the audio streams), else the first tagged
+    --audio-language, else the first; what it is and why it was chosen. BadInputError lists the tracks."""
+    listing = ", ".join(describe_track(n, s) for n, s in enumerate(media.audio))
+    if track is not None:
+        if track >= len(media.audio):
+            raise BadInputError(f"{shown}: no audio track {track} (its audio tracks: {listing})",
+                                hint="--audio-track counts the audio tracks from 0")
+        number, reason = track, f"--audio-track {track}"
+    elif language is not None:
+        tagged = [n for n, s in enumerate(media.audio) if (s.language or "").lower() == language.lower()]
+        if not tagged:
+            raise BadInputError(f"{shown}: no audio track tagged {language!r} (its audio tracks: {listing})",
+                                hint="--audio-language takes the tag as listed, or choose with --audio-track N")
+        number = tagged[0]
+        reason = f"--audio-language {language}" + (f" (the first of {len(tagged)} tracks tagged so)"
+                                                   if len(tagged) > 1 else "")
+    else:
+        number = 0
+        reason = "the first audio track" + (f" of {len(media.audio)} (default)" if len(media.audio) > 1 else "")
+    stream = media.audio[number]
+    return {"track": number, "stream": stream.index, "codec": stream.codec, "channels": stream.channels,
+            "channel_layout": stream.channel_layout, "language": stream.language,
+            "duration_s": stream.duration_s, "reason": reason}
 
 
 def check_range(start: float | None, end: float | None, duration: float | None = None) -> None:

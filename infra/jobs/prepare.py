@@ -34,6 +34,7 @@ MAX_JOBS_PER_DAY = 9999
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,79}$")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
+AUDIO_TAG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$")
 # The stage each workflow must reach; the plan is that stage and everything it waits for.
 WORKFLOW_TARGETS = {"transcribe": "asr", "subtitles": "mux"}
 TASKS = ("transcribe", "translate")
@@ -51,6 +52,8 @@ class JobRequest:
     user: str | None = None
     whisper_model: str | None = None     # None: the recommendation's
     task: str = "transcribe"             # or translate (into English)
+    audio_track: int | None = None       # 0-based among the audio streams; None: by language, else the first
+    audio_language: str | None = None    # a stream's language tag as ffprobe reports it, e.g. hin
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ def check_request(request: JobRequest) -> CheckedRequest:
     if language is not None and language != "auto" and not LANGUAGE_RE.match(language):
         raise BadInputError(f"--language {language!r} is not a language code (two or three letters, "
                             "e.g. hi or en; or auto)")
+    check_audio_choice(request.audio_track, request.audio_language)
     if request.task not in TASKS:
         raise BadInputError(f"--task {request.task!r} is not a task ({', '.join(TASKS)})")
     if request.whisper_model is not None:
@@ -144,12 +148,22 @@ def check_request(request: JobRequest) -> CheckedRequest:
                           None if language in (None, "auto") else language)
 
 
+def check_audio_choice(track: int | None, language: str | None) -> None:
+    """--audio-track is a track number, --audio-language a language tag, and not both."""
+    if track is not None and language is not None:
+        raise BadInputError("give --audio-track or --audio-language, not both")
+    if track is not None and track < 0:
+        raise BadInputError(f"--audio-track {track} is not a track number (0 is the first audio track)")
+    if language is not None and not AUDIO_TAG_RE.match(language):
+        raise BadInputError(f"--audio-language {language!r} is not a language tag (as ffprobe shows them, e.g. hin)")
+
+
 def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: MediaProbe | None = None,
                 hardware: HardwareState | None = None, now: datetime | None = None) -> PreparedJob:
     """Check everything, then claim an id, make the job directory, cut the clip and write job.json."""
     from infra.hardware.cache import stack_hardware
     from infra.hardware.recommend import recommend
-    from infra.jobs.media import MediaProbe, check_range, cut_clip
+    from infra.jobs.media import MediaProbe, check_range, choose_audio, cut_clip
 
     checked = request if isinstance(request, CheckedRequest) else check_request(request)
     request, start, end = checked.request, checked.start_s, checked.end_s
@@ -157,6 +171,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
     probe = probe or MediaProbe(request.media)
     media = probe.result()
     check_range(start, end, media.duration_s)
+    audio = choose_audio(media, request.audio_track, request.audio_language, str(request.media))
     state = hardware or stack_hardware(stack)
     rec = recommend(state.snapshot, mode=request.mode, allowed=tuple(stack.spec.modes))  # type: ignore[arg-type]
 
@@ -177,7 +192,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
             "media": media.model_dump(),
             "input": {"file": clip.name if clip else media.path, "clipped": clip is not None,
                       "start_s": start if clip else 0.0, "end_s": end if clip else media.duration_s,
-                      "duration_s": end - start if clip else media.duration_s},
+                      "duration_s": end - start if clip else media.duration_s, "audio": audio},
             "config": {"project": stack.spec.project, "spec": str(stack.spec_path), "mode": rec.mode,
                        "language": checked.language, "task": request.task,
                        "whisper_model": request.whisper_model or rec.whisper_model, "compute_type": rec.compute_type,

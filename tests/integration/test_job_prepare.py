@@ -61,7 +61,10 @@ def test_prepare_writes_a_complete_job(workspace: Path, media: dict[str, Path], 
     assert job["media"]["audio"][0]["codec"] == "aac" and job["media"]["video"][0]["width"] == 64
     assert abs(job["media"]["duration_s"] - ffprobe_duration(media["speech"])) < 0.05
     assert job["input"] == {"file": str(media["speech"]), "clipped": False, "start_s": 0.0,
-                            "end_s": job["media"]["duration_s"], "duration_s": job["media"]["duration_s"]}
+                            "end_s": job["media"]["duration_s"], "duration_s": job["media"]["duration_s"],
+                            "audio": {"track": 0, "stream": 1, "codec": "aac", "channels": 1, "channel_layout": "mono",
+                                      "language": "und", "duration_s": job["media"]["audio"][0]["duration_s"],
+                                      "reason": "the first audio track"}}
     assert job["config"]["language"] == "en" and job["config"]["mode"] == job["recommendation"]["mode"]
     assert job["hardware_cache"]["source"] == "cache"
     assert [s["name"] for s in job["stages"]] == ["demux", "vad", "asr", "diarize", "subtitles", "mux"]
