@@ -60,3 +60,10 @@ class EngineError(OperationError):
 
 class EngineUnavailableError(EngineError):
     """No Docker engine answers."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM: `timeout`, CI runners, systemd). Like Ctrl-C, it unwinds every
+    operation so each can stop what it started and leave its state resumable; the CLI then exits 143."""
+
+    exit_code = 143

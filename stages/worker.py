@@ -29,9 +29,11 @@ import threading
 import time
 from pathlib import Path
 
-from infra.jobproto import JOB_FILE, QUEUE, RUNNING, WORKERS, JobFileError, enqueue, locked_job, now_iso, stage_entry
+from infra.jobproto import (JOB_FILE, QUEUE, RUNNING, WORKERS, JobFileError, enqueue, locked_job, now_iso,
+                            read_progress, stage_entry, update_stage_entry)
 
 DEFAULT_POLL_S = 1.0
+PROGRESS_RECORD_S = 2.0      # how often a running stage's progress is copied into job.json
 DEFAULT_CLAIM_TIMEOUT_S = 120.0
 
 
@@ -90,7 +92,7 @@ class Worker:
         work = json.loads(claim.read_text())
         job_dir = self.root / work["dir"]
         stop = threading.Event()
-        keeper = threading.Thread(target=self._keep_claim, args=(claim, stop), daemon=True)
+        keeper = threading.Thread(target=self._keep_claim, args=(claim, stop, job_dir), daemon=True)
         keeper.start()
         started = time.monotonic()
         try:
@@ -111,11 +113,19 @@ class Worker:
         self.finish(work, job_dir, code == 0, time.monotonic() - started, reason)
         claim.unlink(missing_ok=True)
 
-    def _keep_claim(self, claim: Path, stop: threading.Event) -> None:
-        while not stop.wait(max(0.2, self.claim_timeout / 4)):
+    def _keep_claim(self, claim: Path, stop: threading.Event, job_dir: Path) -> None:
+        """Touch the claim (it is alive) and copy the stage's progress into job.json while the stage runs."""
+        last = None
+        while not stop.wait(min(PROGRESS_RECORD_S, max(0.2, self.claim_timeout / 4))):
             with contextlib.suppress(FileNotFoundError):
                 os.utime(claim)
             self.beat()
+            progress = read_progress(job_dir, self.stage)
+            if progress and progress.get("updated") != last:
+                last = progress.get("updated")
+                shown = {k: progress.get(k) for k in ("done_s", "total_s", "rate", "eta_s", "resumed_s")}
+                with contextlib.suppress(OSError, ValueError, JobFileError):
+                    update_stage_entry(job_dir, self.stage, progress=shown)
 
     def finish(self, work: dict, job_dir: Path, ok: bool, seconds: float, reason: str) -> None:
         """Record the outcome; on success queue the stages that were waiting only for this one."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 __all__ = ["main"]
@@ -24,8 +25,9 @@ def main(argv: list[str] | None = None) -> None:
         start_early(media)  # before typer and pydantic load: ffprobe runs on the other core meanwhile
     from infra.cli.app import app
     from infra.cli.context import state
-    from infra.errors import InfraError
+    from infra.errors import InfraError, Terminated
 
+    previous = stop_on_sigterm()
     try:
         app(args=args, prog_name="infra")
     except InfraError as exc:
@@ -35,11 +37,34 @@ def main(argv: list[str] | None = None) -> None:
 
         print_error(exc)
         sys.exit(exc.exit_code)
+    except Terminated:
+        print("stopped by SIGTERM: what was running is stopped; `infra job run JOB` resumes a job",
+              file=sys.stderr)
+        sys.exit(Terminated.exit_code)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if media is not None:
             from infra.jobs.probe import discard_early
 
             discard_early()
+
+
+def stop_on_sigterm() -> object:
+    """SIGTERM (sent by `timeout`, CI runners and systemd) unwinds like Ctrl-C, so stages and containers are
+    stopped and jobs left resumable; returns the previous handler (None when not in the main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: object) -> None:
+        from infra.errors import Terminated
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)      # a second SIGTERM ends the process at once
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def prepare_media_argument(args: list[str]) -> str | None:

@@ -117,8 +117,23 @@ def show(
         ["whisper", f"{cfg['whisper_model']} {cfg['compute_type']}, batch {cfg['batch_size']}, "
                     f"chunk {cfg['chunk_length_s']} s, up to {cfg['max_speakers']} speakers"],
         ["hardware", f"{data['hardware']['gpu_class']}: {data['hardware']['gpu_class_reason']}"],
-        ["stages", ", ".join(f"{s['name']} ({s['device']}, {s['status']})" for s in data["stages"])],
     ])
+    print_rows(["stage", "status", "device", "threads", "progress", "wall", "peak memory"],
+               [stage_row(ws.root / data["dir"], s) for s in data["stages"]])
+
+
+def stage_row(job_dir: Path, entry: dict) -> list[str]:
+    """One stage of `job show`: live progress while it runs (from its progress file), what it recorded after."""
+    from infra.cli.run_view import progress_text
+    from infra.jobproto import read_progress
+
+    progress = read_progress(job_dir, entry["name"]) if entry.get("status") == "running" else entry.get("progress")
+    wall = f"{entry['wall_s']:.1f} s" if entry.get("wall_s") is not None else ""
+    memory = f"{entry['peak_rss_mb']:.0f} MB" if entry.get("peak_rss_mb") is not None else ""
+    status, error = entry.get("status", "pending"), entry.get("error") or ""
+    status = error if error.startswith(status) else f"{status}: {error}" if error else status
+    return [entry["name"], status, entry.get("device", ""), str(entry.get("threads") or ""),
+            progress_text(progress) if progress else "", wall, memory]
 
 
 @app.command("submit")

@@ -82,16 +82,24 @@ def ps(
     mode: ModeOption = "docker-cpu",
     json_out: Annotated[bool, typer.Option("--json", help="Print the services as JSON.")] = False,
 ) -> None:
-    """The mode's service containers: state and health."""
+    """The mode's service containers (state and health) and the work they hold, with its progress."""
     from infra.cli.context import load
-    from infra.cli.output import print_json
+    from infra.cli.output import print_json, print_rows
+    from infra.cli.run_view import progress_text
     from infra.stack.compose import stack_ps
+    from infra.stack.queue import work_in_flight
+
     stack = load()
     states = stack_ps(stack, _mode(stack, mode))
+    work = work_in_flight(stack)
     if json_out:
-        print_json([s.__dict__ for s in states])
-    else:
-        _table(states)
+        print_json({"services": [s.__dict__ for s in states], "work": work})
+        return
+    _table(states)
+    if work:
+        print_rows(["job", "stage", "state", "worker", "progress"],
+                   [[w["job"], w["stage"], w["state"], w["worker"] or "",
+                     progress_text(w["progress"]) if w["progress"] else ""] for w in work], title="work in flight")
 
 
 def logs(

@@ -191,9 +191,12 @@ class Engine:
                 raise failure(action, cmd, code, output)
         return code
 
+    def stop_container(self, name: str) -> None:
+        """Stop a container that ``run_to_log`` started (SIGTERM, then SIGKILL after 10 s); quietly, since the
+        container may be gone already and the interruption that asked for it is what the user should see."""
+        self._stop(name)
+
     def _stop(self, name: str) -> None:
-        """Stop a container this adapter started; quietly, since the container may be gone already and
-        the interruption that asked for it is what the user should see."""
         try:
             run_cli([*self._cli(), "stop", "--time", "10", name], f"docker stop {name}")
         except EngineError:

@@ -245,6 +245,9 @@ class FakeEngine:
             out.write(self.run_output)
         return self.run_exit(record) if callable(self.run_exit) else self.run_exit
 
+    def stop_container(self, name: str) -> None:
+        self._call("stop_container", name)
+
     def import_rootfs(self, archive: Path, ref: str, changes: list[str]) -> None:
         """The image gets the LABELs of ``changes``."""
         self._call("import_rootfs", ref)

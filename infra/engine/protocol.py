@@ -74,6 +74,10 @@ class EngineAPI(Protocol):
         """Run one command in a removed-after container, its output appended to ``log``; its exit code."""
         ...
 
+    def stop_container(self, name: str) -> None:
+        """Stop a container that ``run_to_log`` started (it may have ended already)."""
+        ...
+
     def import_rootfs(self, archive: Path, ref: str, changes: list[str]) -> None:
         """Import a root file system tarball as image ``ref`` (``changes`` are Dockerfile lines)."""
         ...

@@ -76,8 +76,14 @@ class ContainerRunner:
         gpus = self.stack.spec.modes[self.mode].gpu and call.device.startswith("cuda")  # type: ignore[index]
         return self.engine.run_to_log(
             self.stack.image_ref(call.image, self.mode), [*call.command, job_dir], call.log,
-            name=f"{self.stack.spec.project}-{self.job['id']}-{call.stage}", mounts=self.mounts(), env=env,
+            name=self.container_name(call), mounts=self.mounts(), env=env,
             workdir=job_dir, user=self.user, gpus=gpus,
             labels={"io.infra.project": self.stack.spec.project, "io.infra.job": str(self.job["id"]),
                     "io.infra.stage": call.stage},
         )
+
+    def container_name(self, call: StageCall) -> str:
+        return f"{self.stack.spec.project}-{self.job['id']}-{call.stage}"
+
+    def stop(self, call: StageCall) -> None:
+        self.engine.stop_container(self.container_name(call))

@@ -10,36 +10,36 @@ same run is refused before anything starts, and so is a stage that reads the
 job's media (``reads_media`` in the spec: demux, mux) when the media is gone;
 the other stages run without it.
 
-``run_job`` then runs each stage through a StageRunner (infra/jobs/runners.py),
-appending its output to ``logs/<stage>.log``, and yields an event per stage. The
-stage itself records its result; the pipeline adds the runner, the wall time,
-the exit code and the log, marks the stages after a rerun stage ``pending``
-(their inputs changed), and stops at the first failure with the log's tail. Every
-change to job.json is made under the job's lock (infra/jobproto.py), the same
-lock the stages and the stack's workers take, so job.json stays consistent and
-a rerun resumes.
+``run_job`` then hands the stages that run to infra/jobs/schedule.py, which
+runs each through a StageRunner (infra/jobs/runners.py, or the container runner)
+as soon as the stages it waits for are done, several at once with the CPU
+threads shared out, appends its output to ``logs/<stage>.log``, and yields
+events (start, progress, done). The stage itself records its result; the
+scheduler adds the runner, the wall time, the exit code and the log, marks the
+stages after a rerun stage ``pending`` (their inputs changed), and stops at the
+first failure with the log's tail. Every change to job.json is made under the
+job's lock (infra/jobproto.py), the same lock the stages and the stack's workers
+take, so job.json stays consistent and a rerun resumes. Ctrl-C and SIGTERM stop
+the running stages and leave the job ``stopped``, resumable.
 """
 
 from __future__ import annotations
 
 import graphlib
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from infra.errors import BadInputError, OperationError
-from infra.jobproto import (CACHE_ENV, LOGS_DIR, RUN_LOCK, JobBusyError, locked_job, read_job_file, model_cache, run_lock,
-                            set_job_status, update_stage_entry)
+from infra.errors import BadInputError, OperationError, Terminated
+from infra.jobproto import CACHE_ENV, LOGS_DIR, RUN_LOCK, JobBusyError, model_cache, read_job_file, run_lock, set_job_status
+from infra.jobs.schedule import StageEvent
 
 if TYPE_CHECKING:
     from infra.spec import Stack
     from infra.spec.models import StageSpec
-    from infra.jobs.runners import StageCall, StageRunner
-LOG_TAIL_LINES = 12
+    from infra.jobs.runners import StageRunner
 ASR_STAGE = "asr"
 RESULT_SUFFIXES = (".srt", ".vtt", ".mp4")    # what a user wants from a job, besides its last outputs
 STAGE_ENV = {"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -52,6 +52,7 @@ class RunRequest:
     from_stage: str | None = None
     force: bool = False
     mode: str | None = None           # None: the job's own mode
+    parallel: bool = True             # stages whose inputs are ready run at the same time
 
 
 @dataclass(frozen=True)
@@ -59,23 +60,6 @@ class PlannedStage:
     name: str
     action: Literal["run", "skip"]
     reason: str
-
-
-@dataclass(frozen=True)
-class StageEvent:
-    stage: str
-    kind: Literal["skip", "start", "done", "failed"]
-    detail: str = ""
-    seconds: float | None = None
-
-
-class StageFailedError(OperationError):
-    """A stage exited non-zero: its one-line message, the tail of its log, exit 2 when the stage said bad input."""
-
-    def __init__(self, message: str, log_tail: str, exit_code: int, hint: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.stderr_tail = log_tail
-        self.exit_code = exit_code
 
 
 def stage_order(job: dict[str, Any]) -> list[str]:
@@ -214,16 +198,6 @@ def final_status(job_dir: Path) -> str:
     return "done" if statuses == {"done"} else "failed" if "failed" in statuses else "incomplete"
 
 
-def log_tail(log: Path, offset: int, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(log, encoding="utf-8", errors="replace") as handle:
-            handle.seek(offset)
-            text = handle.read()
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def load_job(stack: Stack, job_id: str) -> tuple[Path, dict[str, Any]]:
     from infra.jobs.prepare import job_dir_of, read_job
     from infra.workspace import Workspace
@@ -249,8 +223,10 @@ def result_files(stack: Stack, job_dir: Path, job: dict[str, Any]) -> list[Path]
 
 
 def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
-    """Run the planned stages of a job; yields events; raises StageFailedError at the first failed stage."""
+    """Run the planned stages of a job; yields events; raises StageFailedError when a stage fails."""
     from infra.jobs.runners import StageCall
+    from infra.jobs.schedule import run_stages
+
     job_dir, job = load_job(stack, request.job_id)
     plan = plan_run(job, job_dir, stack.spec.stages, request)
     runner = runner_for(request.mode or job["config"]["mode"], job, stack)
@@ -259,22 +235,27 @@ def run_job(stack: Stack, request: RunRequest) -> Iterator[StageEvent]:
         runner.check()
         check_models(job, plan)
     with exclusive_run(job_dir, request.job_id):
-        (job_dir / LOGS_DIR).mkdir(exist_ok=True)
         set_job_status(job_dir, "running")
         entries = {s["name"]: s for s in job["stages"]}
+        to_run = [p for p in plan if p.action == "run"]
+        names = {p.name for p in to_run}
+        calls = []
+        for step in plan:
+            if step.action == "skip":
+                yield StageEvent(step.name, "skip", step.reason)
+                continue
+            spec = stack.spec.stages[step.name]
+            calls.append((StageCall(step.name, tuple(spec.command), job_dir, job_dir / LOGS_DIR / f"{step.name}.log",
+                                    spec.image, str(entries[step.name].get("device", "cpu")),
+                                    {**STAGE_ENV, CACHE_ENV: str(model_cache(job))}), step.reason))
+        waits_for = {n: set(entries[n].get("after", [])) & names for n in names}
+        later = {n: set(downstream(job, n)) for n in names}
         try:
-            for step in plan:
-                if step.action == "skip":
-                    yield StageEvent(step.name, "skip", step.reason)
-                    continue
-                spec = stack.spec.stages[step.name]
-                call = StageCall(step.name, tuple(spec.command), job_dir, job_dir / LOGS_DIR / f"{step.name}.log",
-                                 spec.image, str(entries[step.name].get("device", "cpu")),
-                                 {**STAGE_ENV, CACHE_ENV: str(model_cache(job))})
-                yield StageEvent(step.name, "start", step.reason)
-                seconds = run_one(runner, call, job, step)
-                yield StageEvent(step.name, "done", seconds=seconds)
+            yield from run_stages(runner, calls, waits_for, job, later, parallel=request.parallel)
         except KeyboardInterrupt:
+            set_job_status(job_dir, "stopped")
+            raise
+        except Terminated:
             set_job_status(job_dir, "stopped")
             raise
         except BaseException:
@@ -295,37 +276,3 @@ def runner_for(mode: str, job: dict[str, Any], stack: Stack) -> StageRunner:
             raise BadInputError(f"mode {mode} is not defined in {stack.spec_path.name}")
         return ContainerRunner(stack, mode, job)
     raise BadInputError(f"unknown mode {mode!r} (native, docker-cpu, docker-gpu)")
-
-
-def run_one(runner: StageRunner, call: StageCall, job: dict[str, Any], step: PlannedStage) -> float:
-    """One stage: mark what it makes stale, run it, check what it recorded; its wall seconds."""
-    later = set(downstream(job, call.stage))
-    with locked_job(call.job_dir) as data:
-        for entry in data["stages"]:
-            if entry["name"] in later and entry.get("status") == "done":
-                entry.update(status="pending", stale=f"{call.stage} ran again")
-    offset = call.log.stat().st_size if call.log.exists() else 0
-    with open(call.log, "a", encoding="utf-8") as log:
-        log.write(f"=== {datetime.now().astimezone().isoformat(timespec='seconds')} {runner.name}: "
-                  f"{call.stage} ({step.reason})\n")
-    started = time.perf_counter()
-    try:
-        code = runner.run(call)
-    except BaseException:
-        update_stage_entry(call.job_dir, call.stage, status="failed", error="interrupted",
-                                    runner=runner.name)
-        raise
-    wall = round(time.perf_counter() - started, 3)
-    log_rel = f"{LOGS_DIR}/{call.stage}.log"
-    entry = update_stage_entry(call.job_dir, call.stage, runner=runner.name, wall_s=wall, exit_code=code,
-                                        log=log_rel, stale=None)
-    if code == 0 and entry.get("status") == "done":
-        return wall
-    tail = log_tail(call.log, offset)
-    error = entry.get("error") if entry.get("status") == "failed" else None
-    if not error:
-        error = f"killed by signal {-code}" if code < 0 else f"exited with code {code} without recording a result"
-        update_stage_entry(call.job_dir, call.stage, status="failed", error=error)
-    shown = "\n".join(line for line in tail.splitlines() if error not in line and not line.startswith("=== "))
-    raise StageFailedError(f"stage {call.stage} failed: {error}", shown, 2 if code == 2 else 1,
-                           hint=f"full log: {call.log}; after fixing it, `infra job run {job['id']}` resumes here")

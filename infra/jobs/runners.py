@@ -44,6 +44,9 @@ class StageRunner(Protocol):
     def run(self, call: StageCall) -> int:
         """Run the stage to its end; returns its exit code (negative: killed by that signal)."""
 
+    def stop(self, call: StageCall) -> None:
+        """Stop the stage that ``run`` is running for ``call`` (from another thread); its ``run`` then returns."""
+
 
 class NativeRunner:
     """Each stage as a subprocess of the native environment's Python, with infra's stages package on its path."""
@@ -53,6 +56,7 @@ class NativeRunner:
     def __init__(self, env_path: Path) -> None:
         self.env_path = env_path
         self.python = env_path / "bin" / "python"
+        self.procs: dict[str, subprocess.Popen[Any]] = {}
 
     def check(self) -> None:
         from infra.stack.nativeenv import CREATE_HINT
@@ -77,11 +81,19 @@ class NativeRunner:
             proc = subprocess.Popen(self.command(call), cwd=call.job_dir, env=self.environment(call),
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
+            self.procs[call.stage] = proc
             try:
                 return proc.wait()
             except BaseException:                # Ctrl-C or a kill of infra: stop the stage too
                 stop(proc)
                 raise
+            finally:
+                self.procs.pop(call.stage, None)
+
+    def stop(self, call: StageCall) -> None:
+        proc = self.procs.get(call.stage)
+        if proc is not None and proc.poll() is None:
+            stop(proc)
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:

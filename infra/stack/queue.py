@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from infra.errors import BadInputError, OperationError
-from infra.jobproto import FINAL, IN_FLIGHT, JOB_FILE, enqueue, locked_job
+from infra.jobproto import FINAL, IN_FLIGHT, JOB_FILE, QUEUE, RUNNING, enqueue, locked_job, read_progress
 from infra.jobs.prepare import job_dir_of, reachable_input
 from infra.spec import Stack
 from infra.workspace import Workspace
@@ -85,3 +85,21 @@ def wait_for_job(stack: Stack, job_id: str, timeout_s: float, poll_s: float = 0.
                                  f"(stages: {', '.join(f'{n} {s}' for n, s in state)})",
                                  hint="`infra ps` shows the workers; `infra logs STAGE` what they did")
         time.sleep(poll_s)
+
+
+def work_in_flight(stack: Stack) -> list[dict[str, Any]]:
+    """What the workers hold or wait for: each queued or claimed stage of a job, with its progress."""
+    ws = Workspace(stack.workdir)
+    rows: list[dict[str, Any]] = []
+    for state, folder in (("running", RUNNING), ("queued", QUEUE)):
+        for item in sorted((ws.jobs / folder).glob("*/*")):
+            try:
+                work = json.loads(item.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue                  # claimed or finished this instant
+            job_id, _, worker = item.name.partition("@")
+            progress = read_progress(ws.root / str(work.get("dir", "")), item.parent.name) if state == "running" else None
+            rows.append({"job": job_id, "stage": item.parent.name, "state": state, "worker": worker or None,
+                         "progress": {k: progress.get(k) for k in ("done_s", "total_s", "rate", "eta_s")}
+                         if progress else None})
+    return rows

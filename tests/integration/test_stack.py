@@ -110,7 +110,8 @@ def test_jobs_go_through_the_workers_once_each_with_torch_from_the_native_env(ru
 def test_ps_and_logs_show_the_workers(running) -> None:
     project, _, _ = running
     ps = json.loads(infra("ps", "--mode", "docker-cpu", "--json", cwd=project).stdout)
-    assert sorted({s["service"] for s in ps}) == ["asr", "demux", "diarize", "mux", "subtitles", "vad"]
+    assert sorted({s["service"] for s in ps["services"]}) == ["asr", "demux", "diarize", "mux", "subtitles", "vad"]
+    assert ps["work"] == []           # every job submitted so far is finished
     logs = infra("logs", "asr", "--mode", "docker-cpu", "--tail", "50", cwd=project)
     assert logs.returncode == 0 and "serving stage asr" in logs.stdout
     unknown = infra("logs", "whisper", "--mode", "docker-cpu", cwd=project)
