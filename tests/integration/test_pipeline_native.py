@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,80 @@ def test_docker_cpu_run_of_the_same_job_gives_the_same_words_and_subtitles(run: 
     leftover = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.infra.job={run['id']}"],
                               capture_output=True, text=True).stdout
     assert leftover.strip() == "", "every stage container is removed"
+
+
+def interrupted(command: list[str], cwd: Path, env: dict[str, str], job_dir_of, stage_states: set[str]) -> tuple:
+    """Start ``command``, wait until one of its job's stages is in ``stage_states``' first running stage, SIGTERM it."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    job_dir = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        job_dir = job_dir or job_dir_of()
+        if job_dir and (job_dir / "job.json").exists():
+            running = {s["name"] for s in json.loads((job_dir / "job.json").read_text())["stages"]
+                       if s.get("status") == "running"}
+            if running & stage_states:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be interrupted: " + "".join(proc.communicate())
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err, job_dir
+
+
+def test_sigterm_stops_a_native_run_and_leaves_it_resumable(run: dict, model_cache: Path) -> None:
+    """What `timeout`, CI runners and systemd send: the stage processes end with infra, the job says stopped."""
+    env = {**{k: v for k, v in os.environ.items() if k != "INFRA_FILE"}, "INFRA_CACHE": str(model_cache)}
+    before = set((run["ws"] / "jobs").glob("2*"))
+
+    def job_dir_of() -> Path | None:
+        new = sorted(set((run["ws"] / "jobs").glob("2*")) - before)
+        return run["ws"] / new[0].read_text().strip() if new else None
+
+    code, out, err, job_dir = interrupted(
+        [sys.executable, "-m", "infra", "run", "--sample", "--mode", "native", "--model", "tiny.en", "--language",
+         "en"], run["ws"], env, job_dir_of, {"asr", "diarize"})
+    assert code == 143, out + err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    data = json.loads((job_dir / "job.json").read_text())
+    assert data["status"] == "stopped"
+    stopped = [s for s in data["stages"] if s["status"] == "stopped"]
+    assert stopped and all(s["error"] == "stopped by SIGTERM" for s in stopped)
+    left = subprocess.run(["pgrep", "-f", str(job_dir)], capture_output=True, text=True).stdout
+    assert left.strip() == "", "no stage process of the job outlives infra"
+    again = subprocess.run([sys.executable, "-m", "infra", "job", "run", data["id"]], cwd=run["ws"], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((job_dir / "job.json").read_text())["status"] == "done"
+    assert (job_dir / "subtitles.srt").read_text() == (run["dir"] / "subtitles.srt").read_text()
+
+
+@pytest.mark.docker
+def test_sigterm_stops_a_docker_cpu_run_and_removes_its_containers(run: dict, model_cache: Path,
+                                                                    ca_bundle: str | None) -> None:
+    """The same in docker-cpu: no stage container is left, and the job resumes."""
+    env = {**os.environ, "INFRA_CACHE": str(model_cache), **({"INFRA_CA_BUNDLE": ca_bundle} if ca_bundle else {})}
+    built = subprocess.run([sys.executable, "-m", "infra", "build", "--mode", "docker-cpu"], cwd=run["ws"], env=env,
+                           capture_output=True, text=True, timeout=1800)        # up to date after the test above
+    assert built.returncode == 0, built.stderr[-3000:]
+    shutil.copytree(model_cache / "whisper", run["ws"] / "shared-model-and-cache" / "whisper",
+                    copy_function=os.link, dirs_exist_ok=True)              # the containers see the workspace's cache
+    code, out, err, job_dir = interrupted(
+        [sys.executable, "-m", "infra", "job", "run", run["id"], "--mode", "docker-cpu", "--from", "vad"],
+        run["ws"], env, lambda: run["dir"], {"asr", "diarize"})
+    assert code == 143, out + err
+    assert json.loads((job_dir / "job.json").read_text())["status"] == "stopped"
+    leftover = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.infra.job={run['id']}"],
+                              capture_output=True, text=True).stdout
+    assert leftover.strip() == "", "every stage container is stopped and removed"
+    again = subprocess.run([sys.executable, "-m", "infra", "job", "run", run["id"], "--mode", "docker-cpu"],
+                           cwd=run["ws"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((job_dir / "job.json").read_text())["status"] == "done"
 
 
 BLAS = """
