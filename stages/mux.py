@@ -2,7 +2,11 @@
 
 Video and audio streams are copied when MP4 can hold their codecs and re-encoded
 (H.264, AAC) when it cannot; the record says which. The file is written beside
-its final name and renamed.
+its final name and renamed; a re-encode uses $INFRA_THREADS threads when the
+pipeline sets it. A film in which nobody speaks has an SRT without
+cues: its copy is written without a subtitle track (FFmpeg cannot read an empty
+SRT), and the record says so. Progress (seconds written out of the input's
+duration) goes to progress/mux.json.
 Usage: python3 -m stages.mux [JOB_DIR]
 """
 
@@ -12,8 +16,8 @@ import json
 import os
 from typing import Any
 
-from stages._ffmpeg import ffmpeg_binary, ffmpeg_version, last_error_line, run_ffmpeg
-from infra.jobproto import temporary_beside
+from stages._ffmpeg import ffmpeg_binary, ffmpeg_version, last_error_line, run_ffmpeg, stage_threads
+from infra.jobproto import StageProgress, temporary_beside
 from stages._jobio import StageContext, StageError, main_of
 
 NAME = "mux"
@@ -51,6 +55,11 @@ def spoken_language(ctx: StageContext) -> str:
         return ""
 
 
+def cue_count(srt: str) -> int:
+    """The cues of an SRT text (lines with a '-->' timing)."""
+    return sum(1 for line in srt.splitlines() if "-->" in line)
+
+
 def mux(ctx: StageContext) -> None:
     (srt,) = ctx.require(INPUT, made_by="subtitles")
     source = ctx.input_media()
@@ -58,19 +67,30 @@ def mux(ctx: StageContext) -> None:
     ctx.versions["ffmpeg"] = ffmpeg_version(binary)
     codecs, chosen = codec_choices(ctx.job.get("media") or {})
     language = ISO_639_2.get(spoken_language(ctx), "und")
+    cues = cue_count(srt.read_text(encoding="utf-8", errors="replace"))
+    inputs, maps, subtitle = ["-i", f"file:{source}"], ["-map", "0:v?", "-map", "0:a?"], []
+    if cues:
+        inputs += ["-i", f"file:{srt}"]
+        maps += ["-map", "1:0"]
+        subtitle = ["-c:s", "mov_text", "-metadata:s:s:0", f"language={language}"]
+    threads = stage_threads()
+    encoder = ["-threads", str(threads)] if threads else []        # the encoders'; copied streams ignore it
     target = ctx.path(OUTPUT)
     partial = temporary_beside(target)
+    meter = StageProgress(ctx.job_dir, NAME, float((ctx.job.get("input") or {}).get("duration_s") or 0.0))
     try:
-        proc = run_ffmpeg(binary, ["-i", f"file:{source}", "-i", f"file:{srt}", "-map", "0:v?", "-map", "0:a?",
-                                   "-map", "1:0", *codecs, "-c:s", "mov_text", "-metadata:s:s:0", f"language={language}",
-                                   "-map_metadata", "0", "-movflags", "+faststart", "-f", "mp4", f"file:{partial}"])
+        proc = run_ffmpeg(binary, [*inputs, *maps, *codecs, *subtitle, "-map_metadata", "0", "-movflags", "+faststart",
+                                   *encoder, "-f", "mp4", f"file:{partial}"], progress=meter.update)
         if proc.returncode != 0:
             raise StageError(f"ffmpeg cannot mux {source.name} with {srt.name}: "
                              f"{last_error_line(proc.stderr, source, srt, partial)}")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    ctx.details.update({"input": str(source), "output": OUTPUT, "subtitle_language": language, **chosen})
+    meter.finish()
+    ctx.details.update({"input": str(source), "output": OUTPUT, "cues": cues, "subtitle_track": bool(cues),
+                        **({"subtitle_language": language} if cues else {"note": "no speech: no subtitle track"}),
+                        "threads": threads, **chosen})
 
 
 if __name__ == "__main__":

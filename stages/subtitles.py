@@ -9,7 +9,8 @@ into two lines at the word boundary that balances them best, preferring one
 after punctuation. Short cues are held longer, up to the next cue, so they can
 be read: at least MIN_CUE_S, and long enough for MAX_CPS characters a second.
 When more than one speaker talks, every cue starts with its speaker
-("Speaker 1: "); WebVTT also names it in a voice tag.
+("Speaker 1: "); WebVTT also names it in a voice tag. A film in which nobody
+speaks gets an SRT without cues (an empty file) and a VTT with its header only.
 Usage: python3 -m stages.subtitles [JOB_DIR]
 """
 
@@ -235,6 +236,8 @@ def subtitles(ctx: StageContext) -> None:
                         "prefixed": prefixed, "language": asr.get("language"),
                         "diarization_backend": diarization.get("backend"),
                         "longest_line": max((len(line) for c in cues for line in c.lines), default=0)})
+    if not cues:
+        ctx.details["note"] = "no speech: the SRT and the VTT have no cues"
 
 
 if __name__ == "__main__":

@@ -112,6 +112,10 @@ class MediaProbe:
         if self._proc.returncode != 0:
             last = next((ln.strip() for ln in reversed(err.splitlines()) if ln.strip()), "unknown error")
             last = last.replace(f"file:{self.path}: ", "")
+            if "moov atom not found" in err:       # the last line only says 'Invalid data found ...'
+                raise BadInputError(f"{self.shown}: not a media file ffprobe can read (moov atom not found)",
+                                    hint="an MP4 without its index (moov) was cut short or never finished "
+                                         "writing: nothing in it can be decoded")
             raise BadInputError(f"{self.shown}: not a media file ffprobe can read ({last})")
         return media_info(self.path, self.shown, json.loads(out or "{}"))
 
