@@ -23,6 +23,19 @@ Name = Annotated[Optional[str], typer.Option("--name", help="A label for the job
 User = Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")]
 StackMode = Annotated[str, typer.Option("--mode", "-m", help="docker-cpu or docker-gpu.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+# `infra run` over several films (docs/JOBS.md, "Many films")
+Films = Annotated[Optional[list[str]], typer.Argument(
+    metavar="FILE... | DIR", help="Films or audio files, and folders of them (or --sample).", show_default=False)]
+Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Take the media files of subfolders too.")]
+RerunDone = Annotated[bool, typer.Option(
+    "--force", help="Run a film again even when it was subtitled with the same settings.")]
+WaitForFilm = Annotated[bool, typer.Option(
+    "--wait", help="When another `infra run` is running a film, wait for it instead of leaving that film out.")]
+Submit = Annotated[bool, typer.Option(
+    "--submit", help="Queue the jobs for the running stack's workers (`infra up`) and wait for them.")]
+SubmitTimeout = Annotated[float, typer.Option("--timeout", help="With --submit: seconds to wait for one film at most.")]
+JsonFilms = Annotated[bool, typer.Option(
+    "--json", help="Print every film's outcome as JSON (the stages' lines go to stderr).")]
 
 
 def job_request(media: Path, start: Optional[str], end: Optional[str], workflow: str, mode: Optional[str],
