@@ -108,6 +108,9 @@ def run_and_show(stack: Stack, request: Any) -> None:
     from infra.jobs.pipeline import load_job, result_files, run_job
     show_events(run_job(stack, request))
     job_dir, job = load_job(stack, request.job_id)
+    for entry in job["stages"]:
+        if entry.get("warning"):
+            typer.echo(f"warning: {entry['name']}: {entry['warning']}", err=True)
     for path in result_files(stack, job_dir, job):
         typer.echo(f"  {path.suffix.lstrip('.') or path.name:5} {path}")
     typer.echo(f"job {request.job_id}: {job['status']}")
