@@ -14,7 +14,7 @@ import pytest
 
 from infra.errors import BadInputError
 from infra.hardware.cache import HardwareState
-from infra.jobproto import JobBusyError, run_lock
+from infra.jobproto import JobBusyError, run_lock, write_json_atomic
 from infra.jobs import fingerprint
 from infra.jobs.batch import Batch, FilmBusyError, LocalRunner, index_folder, read_entry
 from infra.jobs.films import expand_inputs
@@ -362,3 +362,46 @@ def test_submitted_films_all_start_before_the_first_is_waited_for(batch_setup: d
     for folder in (batch_setup["folder"], second_folder):
         with run_lock(folder):
             assert read_entry(folder)["status"] == "failed"
+
+
+def test_the_submit_runner_queues_the_job_and_waits_for_the_workers(batch_setup: dict) -> None:
+    """No stack here: the test plays the workers, finishing the job the runner queued (or failing it)."""
+    from infra.errors import OperationError
+    from infra.jobs.batch import SubmitRunner
+
+    project = batch_setup["film"].parent
+    job_file = batch_setup["dir"] / "job.json"
+    job = json.loads(job_file.read_text())
+    job.update(status="prepared", workspace=str(project), input={"file": str(batch_setup["film"]), "duration_s": 1})
+    for entry in job["stages"]:
+        entry["status"] = "pending"
+    job_file.write_text(json.dumps(job))
+    seen: list[list[str]] = []
+    runner = SubmitRunner(batch_setup["stack"], timeout_s=20,
+                          notify=lambda data: seen.append([s.get("status") for s in data["stages"]]))
+    runner.start(batch_setup["job_id"])
+    queued = project / "jobs" / "queue" / "demux" / batch_setup["job_id"]
+    assert json.loads(queued.read_text())["stage"] == "demux"
+
+    def workers(outcome: str) -> None:
+        time.sleep(0.6)
+        data = json.loads(job_file.read_text())
+        for entry in data["stages"]:
+            entry["status"] = "done" if outcome == "done" or entry["name"] != "asr" else "failed"
+        data["status"] = outcome
+        write_json_atomic(job_file, data)
+
+    thread = threading.Thread(target=workers, args=("done",))
+    thread.start()
+    runner.finish(batch_setup["job_id"])
+    thread.join()
+    assert seen[0][0] == "queued" and set(seen[-1]) == {"done"}
+
+    thread = threading.Thread(target=workers, args=("failed",))
+    thread.start()
+    data = json.loads(job_file.read_text())
+    data["status"] = "queued"
+    write_json_atomic(job_file, data)
+    with pytest.raises(OperationError, match=f"job {batch_setup['job_id']} failed at asr"):
+        runner.finish(batch_setup["job_id"])
+    thread.join()
