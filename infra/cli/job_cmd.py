@@ -60,6 +60,7 @@ def run(
     from_stage: Annotated[Optional[str], typer.Option("--from", metavar="STAGE", help="Run this stage and every stage after it again.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run the chosen stages even when they are done.")] = False,
     mode: Annotated[Optional[str], typer.Option("--mode", help="Run in this mode instead of the job's: native, docker-cpu or docker-gpu.")] = None,
+    sequential: opt.Sequential = False,
 ) -> None:
     """Run the job's stages in dependency order; done stages are skipped, so a rerun resumes."""
     from infra.cli.context import load, optional_mode
@@ -67,7 +68,7 @@ def run(
     from infra.cli.run_view import run_and_show
     from infra.jobs.pipeline import RunRequest
     mode = optional_mode(mode)
-    run_and_show(load(), RunRequest(job_id, stage_list(stages), from_stage, force, mode))
+    run_and_show(load(), RunRequest(job_id, stage_list(stages), from_stage, force, mode, parallel=not sequential))
 
 
 @app.command("list")

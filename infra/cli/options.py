@@ -21,6 +21,7 @@ AudioTrack = Annotated[Optional[int], typer.Option("--audio-track", metavar="N",
 AudioLanguage = Annotated[Optional[str], typer.Option("--audio-language", metavar="TAG", help="Decode the first audio track tagged with this language, as ffprobe shows it, e.g. hin or eng.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="A label for the job.")]
 User = Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")]
+Sequential = Annotated[bool, typer.Option("--sequential", help="One stage at a time, each with every CPU thread (default: stages whose inputs are ready run side by side).")]
 StackMode = Annotated[str, typer.Option("--mode", "-m", help="docker-cpu or docker-gpu.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 # `infra run` over several films (docs/JOBS.md, "Many films")
