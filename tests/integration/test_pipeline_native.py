@@ -230,9 +230,9 @@ def test_sigterm_stops_a_native_run_and_leaves_it_resumable(run: dict, model_cac
         new = sorted(set((run["ws"] / "jobs").glob("2*")) - before)
         return run["ws"] / new[0].read_text().strip() if new else None
 
-    code, out, err, job_dir = interrupted(
+    code, out, err, job_dir = interrupted(      # --force: the sample is done already, and would be skipped
         [sys.executable, "-m", "infra", "run", "--sample", "--mode", "native", "--model", "tiny.en", "--language",
-         "en"], run["ws"], env, job_dir_of, {"asr", "diarize"})
+         "en", "--force"], run["ws"], env, job_dir_of, {"asr", "diarize"})
     assert code == 143, out + err
     assert "stopped by SIGTERM" in err and "Traceback" not in err
     data = json.loads((job_dir / "job.json").read_text())
