@@ -48,6 +48,7 @@ def run(
     submit: opt.Submit = False,
     timeout: opt.SubmitTimeout = 6 * 3600.0,
     json_out: opt.JsonFilms = False,
+    sequential: opt.Sequential = False,
 ) -> None:
     """Prepare a job per film and run its stages (or skip it when it is done): prints where the subtitles are."""
     from infra.cli.context import load
@@ -73,7 +74,7 @@ def run(
         paths = [Path(m) for m in media or []]
         films = expand_inputs(paths, recursive, ws.out)
         single = len(paths) == 1 and not paths[0].is_dir()
-    batch = Batch(stack, checked, stack_hardware(stack), film_runner(stack, mode, submit, timeout, json_out),
+    batch = Batch(stack, checked, stack_hardware(stack), film_runner(stack, mode, submit, timeout, json_out, not sequential),
                   force=force, wait=wait)
     outcomes = []
     for event in batch.run(films):
@@ -96,7 +97,8 @@ def run(
                                   "(finished films are skipped)")
 
 
-def film_runner(stack: Any, mode: Optional[str], submit: bool, timeout: float, json_out: bool) -> Any:
+def film_runner(stack: Any, mode: Optional[str], submit: bool, timeout: float, json_out: bool,
+                parallel: bool = True) -> Any:
     """How each film's job runs: here with the per-stage display (on stderr with --json), or by the workers."""
     from infra.jobs.batch import LocalRunner, SubmitRunner
     from infra.jobs.pipeline import RunRequest
@@ -109,7 +111,7 @@ def film_runner(stack: Any, mode: Optional[str], submit: bool, timeout: float, j
 
     def run_here(job_id: str) -> None:
         with redirect_stdout(sys.stderr) if json_out else nullcontext():
-            run_and_show(stack, RunRequest(job_id, mode=mode))
+            run_and_show(stack, RunRequest(job_id, mode=mode, parallel=parallel))
 
     return LocalRunner(run_here)
 
