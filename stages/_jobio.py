@@ -9,6 +9,15 @@ exit code 2 (bad input) or 1 (the work failed); any other exception is reported
 the same way with its type, and its traceback goes to stderr before that line,
 for the log.
 
+A write that fails (the disk is full, or any other OSError while writing) ends
+the stage with one line, ``disk full while writing X`` or ``cannot write X: ...``,
+exit 1; the atomic writes leave the earlier file (or none) and no temporary file
+behind. When even job.json cannot be written, the line still goes to stderr.
+
+Both records carry the stage's peak resident memory (``peak_rss_mb``): the
+stage process's own peak plus the largest of the programs it ran and waited for
+(ffmpeg), from ``getrusage``.
+
 job.json, its lock, the atomic writes and the model cache are the job protocol
 (infra/jobproto.py), the one module that infra, the stages and the workers share.
 
@@ -18,7 +27,9 @@ infra itself is not installed.
 
 from __future__ import annotations
 
+import errno
 import json
+import resource
 import sys
 import time
 import traceback
@@ -28,11 +39,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from infra.jobproto import (JOB_FILE, RESULTS_DIR, JobFileError, model_cache, read_job_file, update_stage_entry,
-                            write_json_atomic, write_text_atomic)
+from infra.jobproto import (JOB_FILE, RESULTS_DIR, JobFileError, StageProgress, model_cache, read_job_file,
+                            update_stage_entry, write_json_atomic, write_text_atomic)
 
 BAD_INPUT = 2
 FAILED = 1
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class StageError(Exception):
@@ -49,6 +61,34 @@ class StageInputError(StageError):
 
 def now_text() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def write_failure(path: Path | str, exc: OSError, job_dir: Path | None = None) -> str:
+    """One line for a failed write: 'disk full while writing X' or 'cannot write X: why' (X relative to the job)."""
+    where = Path(path)
+    if job_dir is not None and where.is_relative_to(job_dir):
+        where = where.relative_to(job_dir)
+    if exc.errno in DISK_FULL:
+        return f"disk full while writing {where}"
+    return f"cannot write {where}: {exc.strerror or exc}"
+
+
+def peak_rss() -> tuple[float, dict[str, float]]:
+    """Peak resident memory in MB: this process's plus the largest waited-for child's, and the two apart."""
+    unit = 1 if sys.platform == "darwin" else 1024          # ru_maxrss: bytes on macOS, KiB on Linux
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * unit / 2**20
+    return round(own + children, 1), {"self_mb": round(own, 1), "children_mb": round(children, 1)}
+
+
+class StageMeter(StageProgress):
+    """The job protocol's progress file, whose failed writes end the stage with ``write_failure``'s line."""
+
+    def update(self, done_s: float, force: bool = False) -> None:
+        try:
+            super().update(done_s, force)
+        except OSError as exc:
+            raise StageError(write_failure(self.path, exc, self.path.parent.parent)) from None
 
 
 @dataclass
@@ -92,10 +132,21 @@ class StageContext:
             raise StageInputError(f"{path.name} is not valid JSON ({exc}): run stage {made_by or 'that made it'} again")
 
     def write_json(self, name: str, data: Any) -> None:
-        write_json_atomic(self.path(name), data)
+        """``name`` (relative to the job) replaced atomically; a failed write is a StageError line."""
+        try:
+            write_json_atomic(self.path(name), data)
+        except OSError as exc:
+            raise StageError(write_failure(name, exc)) from None
 
     def write_text(self, name: str, text: str) -> None:
-        write_text_atomic(self.path(name), text)
+        try:
+            write_text_atomic(self.path(name), text)
+        except OSError as exc:
+            raise StageError(write_failure(name, exc)) from None
+
+    def progress(self, total_s: float, resumed_s: float = 0.0) -> StageMeter:
+        """This stage's progress file (progress/<stage>.json), started now; ``.update(done_s)``, ``.finish()``."""
+        return StageMeter(self.job_dir, self.name, total_s, resumed_s)
 
     def input_media(self) -> Path:
         """The file the job works on: the clip when the job has one, else the source (input.file)."""
@@ -136,29 +187,59 @@ def run_stage(name: str, work: Callable[[StageContext], None], argv: list[str] |
     except JobFileError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return BAD_INPUT
+    except OSError as exc:
+        print(f"{name}: {write_failure(job_dir / JOB_FILE, exc, job_dir)}", file=sys.stderr)
+        return FAILED
     ctx.versions["python"] = sys.version.split()[0]
-    try:
-        work(ctx)
-        status, error, code = "done", None, 0
-    except StageError as exc:
-        status, error, code = "failed", str(exc), exc.exit_code
-    except JobFileError as exc:
-        status, error, code = "failed", str(exc), BAD_INPUT
-    except Exception as exc:  # noqa: BLE001 - any failure ends as one line; the traceback goes to the log
-        traceback.print_exc(file=sys.stderr)
-        status, error, code = "failed", f"{exc.__class__.__name__}: {exc}".splitlines()[0], FAILED
+    status, error, code = run_work(ctx, work)
     seconds = round(time.perf_counter() - clock, 3)
+    peak_mb, parts = peak_rss()
     record = {"stage": name, "job": ctx.job.get("id"), "status": status, "started": started, "finished": now_text(),
-              "seconds": seconds, "versions": ctx.versions, "details": ctx.details, "error": error}
-    try:
-        write_json_atomic(job_dir / RESULTS_DIR / f"{name}.json", record)
-        update_stage_entry(job_dir, name, status=status, finished=record["finished"], seconds=seconds, error=error,
-                           result=f"{RESULTS_DIR}/{name}.json")
-    except (OSError, JobFileError) as exc:
-        error, code = error or f"cannot record the result: {exc}", code or FAILED
+              "seconds": seconds, "peak_rss_mb": peak_mb, "peak_rss": parts,
+              "versions": ctx.versions, "details": ctx.details, "error": error}
+    error, code = record_result(ctx, record, error, code)
     if error:
         print(f"{name}: {error}", file=sys.stderr)
     return code
+
+
+def run_work(ctx: StageContext, work: Callable[[StageContext], None]) -> tuple[str, str | None, int]:
+    """Call the stage's work: (status, one-line error or None, exit code)."""
+    try:
+        work(ctx)
+        return "done", None, 0
+    except StageError as exc:
+        return "failed", str(exc), exc.exit_code
+    except JobFileError as exc:
+        return "failed", str(exc), BAD_INPUT
+    except OSError as exc:
+        if exc.errno in DISK_FULL:          # a write the stage made itself, outside ctx.write_*
+            return "failed", write_failure(exc.filename or f"a file in {ctx.job_dir}", exc, ctx.job_dir), FAILED
+        traceback.print_exc(file=sys.stderr)
+        return "failed", f"{exc.__class__.__name__}: {exc}".splitlines()[0], FAILED
+    except Exception as exc:  # noqa: BLE001 - any failure ends as one line; the traceback goes to the log
+        traceback.print_exc(file=sys.stderr)
+        return "failed", f"{exc.__class__.__name__}: {exc}".splitlines()[0], FAILED
+
+
+def record_result(ctx: StageContext, record: dict[str, Any], error: str | None, code: int) -> tuple[str | None, int]:
+    """results/<stage>.json and the stage's job.json entry, each tried on its own (a full disk may refuse either);
+    the error and exit code to report: the work's own, else why the result could not be recorded."""
+    name, job_dir = ctx.name, ctx.job_dir
+    result: str | None = f"{RESULTS_DIR}/{name}.json"
+    try:
+        write_json_atomic(job_dir / RESULTS_DIR / f"{name}.json", record)
+    except OSError as exc:
+        error, code, result = error or f"cannot record the result: {write_failure(result, exc)}", code or FAILED, None
+    try:
+        update_stage_entry(job_dir, name, status=record["status"], finished=record["finished"],
+                           seconds=record["seconds"], peak_rss_mb=record["peak_rss_mb"], error=record["error"],
+                           result=result)
+    except OSError as exc:
+        error, code = error or f"cannot record the result: {write_failure(JOB_FILE, exc)}", code or FAILED
+    except JobFileError as exc:
+        error, code = error or f"cannot record the result: {exc}", code or FAILED
+    return error, code
 
 
 def main_of(name: str, work: Callable[[StageContext], None]) -> None:
