@@ -11,15 +11,34 @@ Two backends, the first that can run:
 Segments longer than the job's chunk length are cut, so that each fits one
 Whisper window: Silero cuts at a short pause where there is one, pyannote's
 segments are cut into equal parts.
+
+Silero reads audio.wav a block at a time (BLOCK_S, 32 s; onnxruntime's working
+memory follows the audio it is given at once, about 0.6 MB a second), so its
+memory does not grow with the film. The model's state (its LSTM memory and the
+last samples of the previous window) is carried from one block to the next, so
+every 32 ms window gets the same speech probability as in one pass over the
+whole file, and the probabilities go through one rule (``SpeechTracker``, the
+rule of faster-whisper's ``get_speech_timestamps``) that runs across the
+blocks: a segment that crosses a block's end is one segment, and vad.json is
+the same, block size or not. Progress (seconds read out of audio.wav's length)
+goes to progress/vad.json. onnxruntime runs on one thread, as in faster-whisper,
+whatever $INFRA_THREADS gives the stage (at least one).
+
+pyannote's pipeline runs on the whole file: it slides 10 s windows over the
+audio and aggregates their overlapping scores before its on/off thresholds and
+minimum durations, so blocks would change segments near each block's edge.
 Usage: python3 -m stages.vad [JOB_DIR]
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
-from stages._audio import AUDIO_FILE, SAMPLE_RATE, duration_s, read_wav
-from stages._jobio import StageContext, main_of
+from stages._audio import AUDIO_FILE, SAMPLE_RATE, read_wav, wav_duration_s, wav_spans
+from stages._jobio import StageContext, StageMeter, main_of
 from stages._models import package_version, pyannote_input, pyannote_segmentation, torch_device
 
 NAME = "vad"
@@ -29,16 +48,151 @@ MIN_SPEECH_MS = 250
 MIN_SILENCE_MS = 300
 SPEECH_PAD_MS = 200
 DEFAULT_CHUNK_S = 30
+WINDOW = 512                           # samples per Silero probability (32 ms)
+CONTEXT = 64                           # samples of the window before that the model sees with each window
+STATE_SHAPE = (1, 1, 128)              # Silero v6's LSTM state (h and c)
+BLOCK_S = WINDOW * 1000 / SAMPLE_RATE  # 32 s: a whole number of windows
+SILERO_FILE = "silero_vad_v6.onnx"
 
 
-def silero_segments(samples: Any, max_speech_s: float) -> list[dict[str, float]]:
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+def as_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32: the model's probabilities are float32 and numpy compares them with
+    a threshold in float32, so 0.35 must be float32's 0.35 for a probability of exactly that to fall the same way."""
+    return struct.unpack("f", struct.pack("f", value))[0]
 
-    options = VadOptions(threshold=THRESHOLD, min_speech_duration_ms=MIN_SPEECH_MS,
-                         min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=SPEECH_PAD_MS,
-                         max_speech_duration_s=max_speech_s)
-    return [{"start": round(s["start"] / SAMPLE_RATE, 3), "end": round(s["end"] / SAMPLE_RATE, 3)}
-            for s in get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE)]
+
+class SpeechTracker:
+    """Silero's rule from window probabilities to speech segments (in samples), fed the probabilities in order.
+
+    Speech starts at a window at or over ``threshold``; it ends where the probability falls under
+    ``threshold - 0.15`` for ``min_silence_ms``; a segment that grows past ``max_speech_s`` is cut at its
+    last pause of 98 ms or more (else where it is); segments no longer than ``min_speech_ms`` are dropped;
+    at the end, each is padded by ``speech_pad_ms`` on both sides, or by half the gap when the gap to the
+    next is shorter than two pads. The same numbers as faster-whisper's ``get_speech_timestamps``."""
+
+    def __init__(self, max_speech_s: float, threshold: float = THRESHOLD, min_speech_ms: int = MIN_SPEECH_MS,
+                 min_silence_ms: int = MIN_SILENCE_MS, speech_pad_ms: int = SPEECH_PAD_MS) -> None:
+        self.on, self.off = as_float32(threshold), as_float32(max(threshold - 0.15, 0.01))
+        self.min_speech = SAMPLE_RATE * min_speech_ms / 1000
+        self.pad = SAMPLE_RATE * speech_pad_ms / 1000
+        self.max_speech = SAMPLE_RATE * max_speech_s - WINDOW - 2 * self.pad
+        self.min_silence = SAMPLE_RATE * min_silence_ms / 1000
+        self.short_pause = SAMPLE_RATE * 98 / 1000
+        self.found: list[list[int]] = []
+        self.start: int | None = None      # where the segment being heard began; None: silence
+        self.quiet_from = 0                # where the probability last fell under `off` (0: not falling)
+        self.pause_end = 0                 # the end of the last pause long enough to cut at, when too long
+        self.resume_at = 0                 # where speech came back after that pause
+        self.windows = 0
+
+    def feed(self, probabilities: Iterable[float]) -> None:
+        for p in probabilities:
+            self.step(self.windows * WINDOW, float(p))
+            self.windows += 1
+
+    def step(self, at: int, p: float) -> None:
+        if p >= self.on and self.quiet_from:
+            self.quiet_from = 0
+            if self.resume_at < self.pause_end:
+                self.resume_at = at
+        if self.start is None:
+            if p >= self.on:
+                self.start = at
+            return
+        if at - self.start > self.max_speech:
+            if not self.pause_end:
+                self.found.append([self.start, at])
+                self.start, self.pause_end, self.resume_at, self.quiet_from = None, 0, 0, 0
+                return
+            self.found.append([self.start, self.pause_end])
+            self.start = self.resume_at if self.resume_at >= self.pause_end else None
+            self.pause_end = self.resume_at = self.quiet_from = 0
+            if self.start is None:
+                return
+        if p < self.off:
+            self.quiet_from = self.quiet_from or at
+            if at - self.quiet_from > self.short_pause:
+                self.pause_end = self.quiet_from
+            if at - self.quiet_from >= self.min_silence:
+                if self.quiet_from - self.start > self.min_speech:
+                    self.found.append([self.start, self.quiet_from])
+                self.start, self.pause_end, self.resume_at, self.quiet_from = None, 0, 0, 0
+
+    def finish(self, samples: int) -> list[tuple[int, int]]:
+        """The segments, padded, for audio of ``samples`` samples in all."""
+        if self.start is not None and samples - self.start > self.min_speech:
+            self.found.append([self.start, samples])
+            self.start = None
+        found = self.found
+        for i, seg in enumerate(found):
+            if i == 0:
+                seg[0] = int(max(0, seg[0] - self.pad))
+            if i + 1 < len(found):
+                gap = found[i + 1][0] - seg[1]
+                shift = gap // 2 if gap < 2 * self.pad else self.pad
+                seg[1] = int(seg[1] + shift) if gap < 2 * self.pad else int(min(samples, seg[1] + shift))
+                found[i + 1][0] = int(max(0, found[i + 1][0] - shift))
+            else:
+                seg[1] = int(min(samples, seg[1] + self.pad))
+        return [(a, b) for a, b in found]
+
+
+def silero_session(threads: int = 1) -> Any:
+    """Silero VAD v6 from faster-whisper's assets, in onnxruntime on ``threads`` threads (as faster-whisper runs it)."""
+    import onnxruntime
+    from faster_whisper.utils import get_assets_path
+
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = options.intra_op_num_threads = threads
+    options.enable_cpu_mem_arena = False
+    options.log_severity_level = 4
+    return onnxruntime.InferenceSession(str(Path(get_assets_path()) / SILERO_FILE),
+                                        providers=["CPUExecutionProvider"], sess_options=options)
+
+
+def silero_probabilities(blocks: Iterable[Any], session: Any) -> Iterator[tuple[Any, int]]:
+    """(speech probabilities, samples read so far) block by block: one probability per 512-sample window.
+
+    The LSTM state and the last samples of the previous window go on to the next block, and samples that
+    do not fill a window wait for the next block; the end is padded with silence to a whole window (a
+    whole extra window when the audio ends on one, as faster-whisper pads), so the numbers are those of
+    one pass over all the audio."""
+    import numpy as np
+
+    h, c = np.zeros(STATE_SHAPE, np.float32), np.zeros(STATE_SHAPE, np.float32)
+    context = np.zeros(CONTEXT, np.float32)
+    rest = np.zeros(0, np.float32)
+    read = 0
+
+    def run(audio: Any) -> Any:
+        nonlocal h, c, context
+        windows = audio.reshape(-1, WINDOW)
+        before = np.concatenate([context[None, :], windows[:-1, -CONTEXT:]])
+        out, h, c = session.run(None, {"input": np.concatenate([before, windows], axis=1), "h": h, "c": c})
+        context = windows[-1, -CONTEXT:].copy()
+        return np.asarray(out).reshape(-1)
+
+    for block in blocks:
+        read += len(block)
+        audio = np.concatenate([rest, block]) if len(rest) else block
+        whole = len(audio) // WINDOW * WINDOW
+        rest = audio[whole:]
+        if whole:
+            yield run(audio[:whole]), read
+    yield run(np.pad(rest, (0, WINDOW - len(rest)))), read
+
+
+def silero_segments(audio: Path, max_speech_s: float, meter: StageMeter | None = None,
+                    block_s: float = BLOCK_S) -> tuple[list[dict[str, float]], int]:
+    """Speech in audio.wav by Silero, read ``block_s`` seconds at a time: (segments in seconds, samples read)."""
+    tracker = SpeechTracker(max_speech_s)
+    read = 0
+    for probabilities, read in silero_probabilities((b for _, b in wav_spans(audio, block_s)), silero_session()):
+        tracker.feed(probabilities)
+        if meter is not None:
+            meter.update(read / SAMPLE_RATE)
+    return [{"start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3)}
+            for a, b in tracker.finish(read)], read
 
 
 def pyannote_segments(samples: Any, folder: Any, device: str) -> list[dict[str, float]]:
@@ -66,25 +220,30 @@ def split_long(segments: list[dict[str, float]], max_s: float) -> list[dict[str,
 
 
 def vad(ctx: StageContext) -> None:
-    samples = read_wav(ctx.require(AUDIO_FILE, made_by="demux")[0])
+    audio = ctx.require(AUDIO_FILE, made_by="demux")[0]
     max_s = float(ctx.config.get("chunk_length_s") or DEFAULT_CHUNK_S)
+    meter = ctx.progress(wav_duration_s(audio))
     segmentation = pyannote_segmentation(ctx.model_cache())
     if segmentation is not None:
         backend = "pyannote"
+        samples = read_wav(audio)                    # whole: see the module's docstring
         segments = split_long(pyannote_segments(samples, segmentation, ctx.device), max_s)
+        read = len(samples)
         ctx.versions["pyannote.audio"] = package_version("pyannote.audio")
         ctx.details["model"] = str(segmentation)
     else:
         backend = "silero"
-        segments = silero_segments(samples, max_s)
+        segments, read = silero_segments(audio, max_s, meter)
         ctx.versions.update({"faster-whisper": package_version("faster-whisper"),
                              "onnxruntime": package_version("onnxruntime")})
         ctx.details["model"] = "silero_vad_v6.onnx (faster-whisper assets)"
+        ctx.details["block_s"] = BLOCK_S
+    meter.finish()
     speech = round(sum(s["end"] - s["start"] for s in segments), 3)
-    ctx.write_json(OUTPUT, {"backend": backend, "sample_rate": SAMPLE_RATE, "duration_s": duration_s(samples),
+    duration = round(read / SAMPLE_RATE, 3)
+    ctx.write_json(OUTPUT, {"backend": backend, "sample_rate": SAMPLE_RATE, "duration_s": duration,
                             "speech_s": speech, "max_segment_s": max_s, "segments": segments})
-    ctx.details.update({"backend": backend, "segments": len(segments), "speech_s": speech,
-                        "audio_s": duration_s(samples)})
+    ctx.details.update({"backend": backend, "segments": len(segments), "speech_s": speech, "audio_s": duration})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""The VAD's rule from Silero's window probabilities to speech segments (stages/vad.py SpeechTracker), fed block by
+block: the segments do not depend on where the blocks end, and a segment that crosses a block's end is one segment.
+
+(The same rule against faster-whisper's own on real speech, with the model, is in
+tests/integration/test_long_asr.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from stages.vad import WINDOW, SpeechTracker
+
+PAD = 3200                     # 200 ms of padding, in samples
+
+
+def probabilities(*runs: tuple[int, float]) -> list[float]:
+    """A probability per window: (how many windows, probability), one after the other."""
+    return [p for count, p in runs for _ in range(count)]
+
+
+def segments(probs: list[float], block: int | None = None, max_speech_s: float = 30.0) -> list[tuple[int, int]]:
+    tracker = SpeechTracker(max_speech_s)
+    step = block or len(probs)
+    for i in range(0, len(probs), step):
+        tracker.feed(probs[i:i + step])
+    return tracker.finish(len(probs) * WINDOW)
+
+
+def test_speech_between_silences_is_one_padded_segment() -> None:
+    probs = probabilities((100, 0.05), (60, 0.9), (100, 0.05))
+    assert segments(probs) == [(100 * WINDOW - PAD, 160 * WINDOW + PAD)]
+
+
+def test_a_short_dip_does_not_split_speech_and_a_long_pause_does() -> None:
+    # 300 ms of silence ends speech (min_silence_ms): 5 windows (160 ms) do not, 30 windows (960 ms) do
+    probs = probabilities((50, 0.0), (40, 0.8), (5, 0.1), (40, 0.8), (30, 0.1), (40, 0.8), (50, 0.0))
+    assert segments(probs) == [(50 * WINDOW - PAD, 135 * WINDOW + PAD), (165 * WINDOW - PAD, 205 * WINDOW + PAD)]
+
+
+def test_a_pause_shorter_than_two_pads_is_shared_out() -> None:
+    # 11 windows (352 ms): speech ends, but the gap is under 400 ms, so each side gets half of it
+    probs = probabilities((50, 0.0), (85, 0.8), (11, 0.1), (40, 0.8), (50, 0.0))
+    half = 11 * WINDOW // 2
+    assert segments(probs) == [(50 * WINDOW - PAD, 135 * WINDOW + half), (146 * WINDOW - half, 186 * WINDOW + PAD)]
+
+
+def test_speech_shorter_than_the_minimum_is_dropped() -> None:
+    probs = probabilities((50, 0.0), (7, 0.9), (50, 0.0), (20, 0.9), (50, 0.0))       # 224 ms, then 640 ms
+    assert segments(probs) == [(107 * WINDOW - PAD, 127 * WINDOW + PAD)]
+
+
+def test_speech_over_the_maximum_is_cut_at_its_last_pause() -> None:
+    # 3 s maximum: 2 s of speech, a 200 ms pause (over 98 ms, under the 300 ms that ends speech), 2 s more
+    probs = probabilities((20, 0.0), (62, 0.9), (6, 0.2), (62, 0.9), (20, 0.0))
+    found = segments(probs, max_speech_s=3.0)
+    assert len(found) == 2
+    assert found[0][0] == max(0, 20 * WINDOW - PAD) and found[1][1] == 150 * WINDOW + PAD
+    assert found[0][1] <= found[1][0] and 82 * WINDOW <= found[1][0] + PAD
+
+
+def test_speech_at_the_end_runs_to_the_last_sample() -> None:
+    probs = probabilities((30, 0.0), (40, 0.9))
+    assert segments(probs) == [(30 * WINDOW - PAD, 70 * WINDOW)]
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 101])
+def test_blocks_give_the_segments_of_one_pass(block: int) -> None:
+    """Every block size gives the whole-file segments, with speech crossing many block ends."""
+    probs = probabilities((20, 0.0), (62, 0.9), (6, 0.2), (62, 0.9), (9, 0.1), (3, 0.6), (40, 0.95), (30, 0.0),
+                          (120, 0.7), (11, 0.3), (25, 0.8), (60, 0.0), (7, 0.9), (40, 0.0))
+    whole = segments(probs)
+    assert len(whole) >= 2
+    assert segments(probs, block) == whole
+    crossing = [s for s in whole if s[0] // (block * WINDOW) != s[1] // (block * WINDOW)]
+    assert crossing, "some segment crosses a block's end and is still one segment"
+    assert segments(probs, block, max_speech_s=2.0) == segments(probs, max_speech_s=2.0)
