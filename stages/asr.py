@@ -8,22 +8,41 @@ nothing is downloaded. Neighbouring speech segments are joined into windows of
 at most one chunk, which Whisper decodes one by one (batch size 1) or in
 batches (faster-whisper's batched pipeline).
 
+A film is worked through span by span (config ``span_s``, default 300 s of
+media): the windows are grouped into spans cut in the silence between two
+windows, and each span's audio alone is read and given to faster-whisper (which
+computes the features of all the audio it is given, so memory follows the span,
+not the film). Each span's segments (times in the film) go to a checkpoint,
+``asr.parts/NNNN.json``, whose key covers audio.wav, vad.json, the settings, the
+model and this code: a rerun after a crash takes the spans whose checkpoint has
+the same key and transcribes only the rest, and asr.json, assembled from the
+spans, is the same bytes as an uninterrupted run's. With no language set, it is
+detected once, on the first span (at its first window, as faster-whisper
+would), and every later span is decoded in that language. Progress (seconds of
+media out of audio.wav's length) goes to progress/asr.json as segments come.
+
 numpy's BLAS runs on one thread (``pin_blas_threads``): the same audio then
 gives the same asr.json natively and in a container, whatever CPUs the process
 sees and whatever OMP_NUM_THREADS or OPENBLAS_NUM_THREADS the shell sets.
-CTranslate2's own thread count (``cpu_threads``) changes the speed, not the
-result; both are in the stage's result record.
+CTranslate2's own thread count (``cpu_threads``: $INFRA_THREADS when set, else
+the CPUs the process may use) changes the speed, not the result; both are in
+the stage's result record.
 Usage: python3 -m stages.asr [JOB_DIR]
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from stages._audio import AUDIO_FILE, duration_s, read_wav
-from stages._jobio import StageContext, StageError, StageInputError, main_of
+from stages._audio import AUDIO_FILE, read_wav_span, wav_duration_s
+from stages._checkpoints import Checkpoints, digest_of, file_digest, file_identity
+from stages._jobio import StageContext, StageError, StageInputError, StageMeter, main_of
 from stages._models import model_source, package_version, whisper_dir
 
 NAME = "asr"
@@ -34,6 +53,29 @@ DEFAULT_CHUNK_S = 30
 TASKS = ("transcribe", "translate")
 BLAS_THREADS = 1
 BLAS_ENV = "OPENBLAS_NUM_THREADS"      # read by numpy's OpenBLAS once, when numpy loads
+THREADS_ENV = "INFRA_THREADS"          # the CPU threads the pipeline gives this stage
+DEFAULT_SPAN_S = 300
+PARTS_DIR = "asr.parts"
+FRAME_MS = 10                          # spans start on a Whisper feature frame (160 samples)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of the film, ``start`` to ``end`` seconds, and the speech windows in it (film times)."""
+
+    index: int
+    start: float
+    end: float
+    windows: list[dict[str, float]]
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+    def local_windows(self) -> list[dict[str, float]]:
+        """The windows in seconds from the span's start, as faster-whisper gets them with the span's audio."""
+        return [{"start": round(w["start"] - self.start, 3), "end": round(w["end"] - self.start, 3)}
+                for w in self.windows]
 
 
 def speech_windows(segments: list[dict[str, float]], max_s: float) -> list[dict[str, float]]:
@@ -45,6 +87,29 @@ def speech_windows(segments: list[dict[str, float]], max_s: float) -> list[dict[
         else:
             windows.append({"start": seg["start"], "end": seg["end"]})
     return windows
+
+
+def cut_between(end: float, start: float) -> float:
+    """Where to cut between a window that ends at ``end`` and the next that starts at ``start``: the middle of
+    the silence, down to a 10 ms frame."""
+    middle_ms = (round(end * 1000) + round(start * 1000)) // 2
+    return middle_ms // FRAME_MS * FRAME_MS / 1000
+
+
+def group_spans(windows: list[dict[str, float]], span_s: float, duration: float) -> list[Span]:
+    """The windows in spans of about ``span_s`` seconds (a window is never split; each span has one at least).
+
+    The spans tile the film: the first starts at 0, each next one where the last ended, the last ends at
+    ``duration``; so a film shorter than one span is one span, its whole audio."""
+    groups: list[list[dict[str, float]]] = []
+    for window in windows:
+        if groups and window["end"] - groups[-1][0]["start"] <= span_s:
+            groups[-1].append(window)
+        else:
+            groups.append([window])
+    cuts = [0.0] + [cut_between(a[-1]["end"], b[0]["start"]) for a, b in itertools.pairwise(groups)]
+    ends = cuts[1:] + [max(duration, cuts[-1])]
+    return [Span(i, start, end, group) for i, (start, end, group) in enumerate(zip(cuts, ends, groups))]
 
 
 def pin_blas_threads() -> int | None:
@@ -60,6 +125,10 @@ def pin_blas_threads() -> int | None:
 
 
 def cpu_threads() -> int:
+    """CTranslate2's threads: $INFRA_THREADS when it is a positive number, else the CPUs this process may use."""
+    given = os.environ.get(THREADS_ENV, "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -78,24 +147,63 @@ def load_model(folder: Any, device: str, compute_type: str) -> Any:
 
 
 def transcribe(model: Any, samples: Any, windows: list[dict[str, float]], options: dict[str, Any],
-               batch_size: int) -> tuple[list[Any], Any]:
+               batch_size: int) -> tuple[Iterator[Any], Any]:
+    """faster-whisper over ``windows`` (seconds into ``samples``): its segments, as they come, and its info."""
     if batch_size > 1:
         from faster_whisper import BatchedInferencePipeline
 
-        segments, info = BatchedInferencePipeline(model).transcribe(
+        return BatchedInferencePipeline(model).transcribe(
             samples, clip_timestamps=windows, batch_size=batch_size, vad_filter=False, **options)
-    else:
-        clips = [t for w in windows for t in (w["start"], w["end"])]
-        segments, info = model.transcribe(samples, clip_timestamps=clips, vad_filter=False,
-                                          condition_on_previous_text=False, **options)
-    return list(segments), info
+    clips = [t for w in windows for t in (w["start"], w["end"])]
+    return model.transcribe(samples, clip_timestamps=clips, vad_filter=False, condition_on_previous_text=False,
+                            **options)
 
 
-def segment_record(seg: Any) -> dict[str, Any]:
-    return {"start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text.strip(),
+def segment_record(seg: Any, offset: float = 0.0) -> dict[str, Any]:
+    """A segment and its words, with times moved by ``offset`` seconds (the span's start in the film)."""
+    return {"start": round(seg.start + offset, 3), "end": round(seg.end + offset, 3), "text": seg.text.strip(),
             "avg_logprob": round(seg.avg_logprob, 4), "no_speech_prob": round(seg.no_speech_prob, 4),
-            "words": [{"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word.strip(),
+            "words": [{"start": round(w.start + offset, 3), "end": round(w.end + offset, 3), "word": w.word.strip(),
                        "probability": round(w.probability, 4)} for w in (seg.words or []) if w.word.strip()]}
+
+
+def transcribe_span(model: Any, audio: Path, span: Span, last: bool, options: dict[str, Any], batch_size: int,
+                    meter: StageMeter, before_s: float) -> dict[str, Any]:
+    """One span: its audio alone, read and transcribed; the checkpoint's data (segments in film times)."""
+    samples = read_wav_span(audio, span.start, span.end + 1 if last else span.end)   # the last: to the file's end
+    segments, info = transcribe(model, samples, span.local_windows(), options, batch_size)
+    records = []
+    for seg in segments:
+        if seg.text.strip():
+            records.append(segment_record(seg, span.start))
+        meter.update(before_s + min(seg.end, span.length))
+    return {"start": span.start, "end": span.end, "language": info.language,
+            "language_probability": round(info.language_probability, 4), "segments": records}
+
+
+def resumable(parts: Checkpoints, spans: list[Span], keys: list[str], detect: bool) -> dict[int, dict[str, Any]]:
+    """The spans whose checkpoint holds (same key): index -> data. With the language detected, a later span counts
+    only when the first span's checkpoint counts and gives the same language."""
+    found: dict[int, dict[str, Any]] = {}
+    for span, key in zip(spans, keys):
+        data = parts.load(span.index, key)
+        if data is None or not isinstance(data.get("segments"), list):
+            continue
+        if detect and span.index > 0 and (0 not in found or data.get("language") != found[0].get("language")):
+            continue
+        found[span.index] = data
+    return found
+
+
+def span_length_s(cfg: dict[str, Any]) -> float:
+    value = cfg.get("span_s")
+    try:
+        span_s = float(value) if value is not None else float(DEFAULT_SPAN_S)
+    except (TypeError, ValueError):
+        span_s = 0.0
+    if span_s <= 0:
+        raise StageInputError(f"config.span_s {value!r} is not a positive number of seconds")
+    return span_s
 
 
 def asr(ctx: StageContext) -> None:
@@ -112,30 +220,55 @@ def asr(ctx: StageContext) -> None:
     compute_type = str(cfg.get("compute_type") or "default")
     batch_size = max(1, int(cfg.get("batch_size") or 1))
     chunk_s = float(cfg.get("chunk_length_s") or DEFAULT_CHUNK_S)
-    samples = read_wav(ctx.require(AUDIO_FILE, made_by="demux")[0])
+    span_s = span_length_s(cfg)
+    audio, vad_file = ctx.require(AUDIO_FILE, made_by="demux")[0], ctx.require(VAD_FILE, made_by="vad")[0]
+    duration = wav_duration_s(audio)
     windows = speech_windows(ctx.read_json(VAD_FILE, made_by="vad").get("segments", []), chunk_s)
     device = "cuda" if ctx.device == "cuda" else "cpu"
     ctx.versions.update({"faster-whisper": package_version("faster-whisper"),
                          "ctranslate2": package_version("ctranslate2")})
     language = cfg.get("language") or None
-    segments: list[Any] = []
-    info = None
-    if windows:
-        model = load_model(folder, device, compute_type)
-        options = {"language": language, "task": task, "beam_size": BEAM_SIZE, "word_timestamps": True,
-                   "chunk_length": int(chunk_s)}
-        segments, info = transcribe(model, samples, windows, options, batch_size)
-    records = [segment_record(s) for s in segments if s.text.strip()]
-    detected = info.language if info is not None else language
+    spans = group_spans(windows, span_s, duration)
+    settings = {"model": name, "task": task, "language": language, "compute_type": compute_type,
+                "batch_size": batch_size, "chunk_s": chunk_s, "beam_size": BEAM_SIZE, "device": device,
+                "blas_threads": blas_threads, "versions": ctx.versions}
+    inputs = {"audio": file_identity(audio), "vad": file_digest(vad_file), "code": file_digest(Path(__file__)),
+              "weights": file_identity(folder / "model.bin"), "config": file_digest(folder / "config.json")}
+    keys = [digest_of(settings, inputs, span.start, span.end) for span in spans]
+    parts = Checkpoints(ctx, PARTS_DIR)
+    found = resumable(parts, spans, keys, detect=language is None)
+    resumed_s = round(sum(spans[i].length for i in found), 3)
+    meter = ctx.progress(duration, resumed_s)
+    model, covered_s, records, first = None, resumed_s, [], None
+    for span in spans:
+        data = found.get(span.index)
+        if data is None:
+            if model is None:
+                model = load_model(folder, device, compute_type)
+            options = {"language": language, "task": task, "beam_size": BEAM_SIZE, "word_timestamps": True,
+                       "chunk_length": int(chunk_s)}
+            data = transcribe_span(model, audio, span, span is spans[-1], options, batch_size, meter, covered_s)
+            parts.save(span.index, keys[span.index], data)
+            covered_s += span.length
+            meter.update(covered_s, force=True)             # a checkpoint is progress that stays: say it now
+        first = data if first is None else first
+        language = language or data["language"]           # detected on the first span, kept for the others
+        records += data["segments"]
+    meter.finish()
+    detected = first["language"] if first else language
     ctx.write_json(OUTPUT, {
         "model": name, "model_source": model_source(folder), "device": device, "compute_type": compute_type,
         "batch_size": batch_size, "task": task, "language": detected,
-        "language_probability": round(info.language_probability, 4) if info is not None else None,
-        "duration_s": duration_s(samples), "windows": windows, "segments": records})
+        "language_probability": first["language_probability"] if first else None,
+        "duration_s": duration, "span_s": span_s, "spans": [{"start": s.start, "end": s.end} for s in spans],
+        "windows": windows, "segments": records})
+    parts.clear()
     ctx.details.update({"model": name, "device": device, "compute_type": compute_type, "batch_size": batch_size,
                         "language": detected, "windows": len(windows), "segments": len(records),
-                        "words": sum(len(r["words"]) for r in records), "audio_s": duration_s(samples),
-                        "cpu_threads": cpu_threads() if windows else None, "blas_threads": blas_threads})
+                        "words": sum(len(r["words"]) for r in records), "audio_s": duration,
+                        "span_s": span_s, "spans_total": len(spans), "spans_resumed": len(found),
+                        "spans_transcribed": len(spans) - len(found), "resumed_s": resumed_s,
+                        "cpu_threads": cpu_threads() if model is not None else None, "blas_threads": blas_threads})
 
 
 if __name__ == "__main__":
