@@ -38,6 +38,7 @@ AUDIO_TAG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$")
 # The stage each workflow must reach; the plan is that stage and everything it waits for.
 WORKFLOW_TARGETS = {"transcribe": "asr", "subtitles": "mux"}
 TASKS = ("transcribe", "translate")
+SPAN_S = 300        # seconds of media per checkpoint of asr and diarize: a kill costs at most one span
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
             "config": {"project": stack.spec.project, "spec": str(stack.spec_path), "mode": rec.mode,
                        "language": checked.language, "task": request.task,
                        "whisper_model": request.whisper_model or rec.whisper_model, "compute_type": rec.compute_type,
-                       "batch_size": rec.batch_size, "chunk_length_s": rec.chunk_length_s,
+                       "batch_size": rec.batch_size, "chunk_length_s": rec.chunk_length_s, "span_s": SPAN_S,
                        "max_speakers": rec.max_speakers, "torch_policy": stack.spec.native_env.torch,
                        "native_env": str(stack.workdir / stack.spec.native_env.path)},
             "hardware": state.snapshot.model_dump(),
