@@ -1,0 +1,1 @@
+"""Unit tests: pure logic, golden files, the fake engine; no daemon."""
