@@ -27,8 +27,11 @@ def stack_up(stack: Stack, mode: str, build: bool = False, scales: dict[str, int
     from infra.engine.compose import Compose
 
     engine = engine or Engine()
-    if mode == "native" and not service_images(stack, mode):
-        raise BadInputError("native mode runs no services", hint="use docker-cpu or docker-gpu with `infra up`")
+    if mode == "native":
+        raise BadInputError("native mode runs the ML stages in the native environment, not as the stack's workers: "
+                            "a job submitted to them would wait for vad and asr forever",
+                            hint="use `infra up --mode docker-cpu` (or docker-gpu); natively, `infra run` or "
+                                 "`infra job run` runs a job")
     services = set(_compose_services(stack, mode))
     for name in scales or {}:
         if name not in services:

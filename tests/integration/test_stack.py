@@ -156,7 +156,7 @@ def test_bad_requests(tmp_path: Path, native_env) -> None:
     scale = infra("up", "--mode", "docker-cpu", "--scale", "whisper=2", cwd=project)
     assert scale.returncode == 2 and scale.stderr.startswith("error: --scale: no service 'whisper' in docker-cpu")
     native = infra("up", "--mode", "native", cwd=project)
-    assert native.returncode == 2
+    assert native.returncode == 2 and native.stderr.startswith("error: native mode runs the ML stages")
     missing = infra("job", "submit", "20200101-0001", cwd=project)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no job 20200101-0001")
     down = infra("up", "--mode", "docker-cpu", cwd=project, env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
