@@ -12,7 +12,7 @@ Ratios printed: whole run / ASR stage, 2 h / 1 h, docker-cpu / native, and the l
 The last part times a rerun of a finished film through `infra run` (it must be reported done, not run).
 
 Usage: .venv/bin/python bench/films.py [--lengths 600,3600,7200] [--modes native,docker-cpu] [--runs 1]
-                                       [--sequential-too] [--model base] [--json out.json]
+                                       [--docker-lengths 600,7200] [--sequential-too] [--model base] [--json out.json]
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lengths", default="600,3600,7200", help="film lengths in seconds")
     parser.add_argument("--modes", default="native,docker-cpu")
+    parser.add_argument("--docker-lengths", help="run docker-cpu only for these lengths (default: every length)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each length and mode (medians)")
     parser.add_argument("--sequential-too", action="store_true", help="also run the shortest film one stage at a time")
     parser.add_argument("--model", default="base")
@@ -168,7 +169,8 @@ def main() -> None:
         results: dict[str, list[dict]] = {}
         for seconds in lengths:
             film = make_film(media, unit, seconds)
-            variants = [(m, False) for m in modes]
+            docker_lengths = [int(x) for x in args.docker_lengths.split(",")] if args.docker_lengths else lengths
+            variants = [(m, False) for m in modes if m != "docker-cpu" or seconds in docker_lengths]
             if args.sequential_too and seconds == min(lengths):
                 variants.append(("native", True))
             for _ in range(args.runs):
