@@ -303,12 +303,14 @@ def input_path(job_dir: Path, job: dict[str, Any]) -> Path:
 
 
 def reachable_input(ws: Workspace, job_dir: Path, job: dict[str, Any]) -> str:
-    """The input as a path the containers can open: inside the workspace (relative to the job
-    directory), linked or copied into the job directory when it lies elsewhere. A missing input is
-    left as it is: only the stages that read the media need it (the pipeline checks for those)."""
+    """The input as a path the containers can open: inside a workspace folder that they mount (in/, out/, ...;
+    relative to the job directory), else linked or copied into the job directory. A missing input is left as
+    it is: only the stages that read the media need it (the pipeline checks for those)."""
+    from infra.render.paths import DATA_MOUNTS
+
     source = input_path(job_dir, job)
     root = ws.root.resolve()
-    if source.resolve().is_relative_to(root):
+    if any(source.resolve().is_relative_to(root / host) for host, _, _ in DATA_MOUNTS):
         return os.path.relpath(source.resolve(), job_dir.resolve())
     local = job_dir / f"media{source.suffix}"
     if not local.exists():

@@ -175,3 +175,14 @@ def test_the_input_is_linked_into_the_job_when_outside_the_workspace_and_left_al
     (tmp_path / "ws" / "in").mkdir()
     inside = {"input": {"file": str(tmp_path / "ws" / "in" / "gone.mkv")}}
     assert reachable_input(ws, job_dir, inside) == "../../in/gone.mkv"
+
+
+def test_an_input_in_a_workspace_folder_the_containers_do_not_mount_is_linked_into_the_job(tmp_path: Path) -> None:
+    """The containers see in/, out/, jobs/, config/ and the model cache, not the whole workspace."""
+    ws, job_dir = Workspace(tmp_path / "ws"), tmp_path / "ws" / "out" / "job"
+    job_dir.mkdir(parents=True)
+    film = tmp_path / "ws" / "media" / "film.mp4"
+    film.parent.mkdir()
+    film.write_bytes(b"film")
+    assert reachable_input(ws, job_dir, {"input": {"file": str(film)}}) == "media.mp4"
+    assert (job_dir / "media.mp4").read_bytes() == b"film"
