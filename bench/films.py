@@ -88,6 +88,8 @@ def make_film(folder: Path, unit: Path, seconds: int) -> Path:
 
 def run_film(work: Path, film: Path, mode: str, model: str, sequential: bool, env: dict[str, str]) -> dict:
     """One prepared job run to the end; stage walls and memory from job.json, the whole run's wall."""
+    if mode != "native":
+        infra("build", "--mode", mode, cwd=work, env=env)      # a no-op unless the stage code changed meanwhile
     job = json.loads(infra("job", "prepare", str(film), "--mode", mode, "--model", model, "--language", "en",
                            "--json", cwd=work, env=env).stdout)
     start = time.perf_counter()
