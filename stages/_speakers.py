@@ -20,8 +20,12 @@
    largest (at most the job's max_speakers); k-means on the eigenvectors gives
    the labels. Then clusters whose windows are on average at least
    MERGE_SIMILARITY alike are merged: the eigengap alone splits one voice whose
-   delivery varies. Long films are pooled to at most MAX_CLUSTERED windows first
-   and every window then joins its nearest speaker.
+   delivery varies. Long films are sampled to at most MAX_CLUSTERED windows
+   first (every n-th window) and every window then joins its nearest speaker.
+   Averaging neighbouring windows instead makes two voices look more alike the
+   longer the film (the average of noisy windows is nearer its voice's centre),
+   until MERGE_SIMILARITY joins them: a two-hour film of two voices came out
+   as one speaker.
 4. Turns: every speech frame takes the label most of its windows carry.
 
 The rule for the number of speakers favours fewer speakers: a speaker with
@@ -259,8 +263,7 @@ def cluster(emb: Any, max_speakers: int) -> Any:
     if len(emb) < 2:
         return np.zeros(len(emb), dtype=int)
     group = int(np.ceil(len(emb) / MAX_CLUSTERED))
-    pooled = np.stack([emb[i:i + group].mean(0) for i in range(0, len(emb), group)])
-    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-9)
+    pooled = emb[::group]      # every group-th window: real windows, whose likeness does not change with length
     values, vectors = np.linalg.eigh(refined_affinity(pooled))
     values, vectors = values[::-1], vectors[:, ::-1]
     k = count_speakers(values, max_speakers)

@@ -146,6 +146,38 @@ def test_span_wise_embedding_gives_the_same_windows_embeddings_and_turns_as_one_
     assert found["max_read_s"] < 62                              # a span's audio and its margin, never the film
 
 
+TWO_VOICES = """
+import json
+import numpy as np
+import stages._speakers as sp
+
+rng = np.random.default_rng(0)
+a = rng.standard_normal(256)
+a /= np.linalg.norm(a)
+b = rng.standard_normal(256)
+b -= (b @ a) * a
+b = 0.85 * a + np.sqrt(1 - 0.85 ** 2) * b / np.linalg.norm(b)          # two voices, 0.85 alike
+found = {}
+for windows in (1200, 23000):                      # 5 min of speech; 1.6 h (sampled every 16th window)
+    truth = (np.arange(windows) // 24) % 2          # turns of 6 s
+    emb = np.where(truth[:, None] == 0, a, b) + rng.standard_normal((windows, 256)) * 0.045
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    labels = sp.cluster(emb, 10)
+    found[windows] = [int(labels.max()) + 1, float((labels == truth).mean())]
+print(json.dumps(found))
+"""
+
+
+def test_two_voices_stay_two_speakers_however_long_the_film(ml_python: Path) -> None:
+    """Clustering samples long films down to MAX_CLUSTERED windows; averaging neighbours instead merged two voices
+    into one once the film was long enough."""
+    proc = subprocess.run([str(ml_python), "-c", TWO_VOICES], check=False, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found == {"1200": [2, 1.0], "23000": [2, 1.0]}
+
+
 CHECKPOINT = """
 import sys
 from pathlib import Path
