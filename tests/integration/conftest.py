@@ -104,3 +104,25 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
     return config
+
+
+@pytest.fixture(scope="session")
+def ml_env(native_env: Path) -> Path:
+    """The native environment (tests/conftest.py makes it when absent) with what the stages import."""
+    probe = subprocess.run([str(native_env / "bin" / "python"), "-c", "import faster_whisper, resemblyzer, onnxruntime"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    return native_env
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache with Whisper tiny.en, fetched once per session the way `infra bootstrap` does it.
+    Tests read it (or link it into a workspace); none writes to it."""
+    from infra.models.catalogue import fetch_models
+
+    cache = tmp_path_factory.mktemp("models")
+    outcome = [e for e in fetch_models(["whisper/tiny.en"], cache, None) if e.kind in ("done", "present", "failed")]
+    if outcome[-1].kind == "failed":
+        pytest.fail(f"cannot fetch tiny.en: {outcome[-1].detail}")
+    return cache

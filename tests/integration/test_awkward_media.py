@@ -296,24 +296,6 @@ sys.exit(code)
 
 # ---- the whole pipeline, natively ----
 
-@pytest.fixture(scope="module")
-def ml_env(native_env: Path) -> Path:
-    probe = subprocess.run([str(native_env / "bin" / "python"), "-c", "import faster_whisper, resemblyzer, onnxruntime"],
-                           capture_output=True, text=True)
-    assert probe.returncode == 0, probe.stderr[-2000:]
-    return native_env
-
-
-@pytest.fixture(scope="module")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from infra.models.catalogue import fetch_models
-
-    cache = tmp_path_factory.mktemp("models")
-    outcome = [e for e in fetch_models(["whisper/tiny.en"], cache, None) if e.kind in ("done", "present", "failed")]
-    if outcome[-1].kind == "failed":
-        pytest.fail(f"cannot fetch tiny.en: {outcome[-1].detail}")
-    return cache
-
 
 @pytest.fixture
 def native(workspace: Path, ml_env: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

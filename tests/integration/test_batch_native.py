@@ -27,17 +27,6 @@ SECOND_FILM = "A second film. Two people talk about the weather and the train to
 
 
 @pytest.fixture(scope="module")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from infra.models.catalogue import fetch_models
-
-    cache = tmp_path_factory.mktemp("models")
-    outcome = [e for e in fetch_models(["whisper/tiny.en"], cache, None) if e.kind in ("done", "present", "failed")]
-    if outcome[-1].kind == "failed":
-        pytest.fail(f"cannot fetch tiny.en: {outcome[-1].detail}")
-    return cache
-
-
-@pytest.fixture(scope="module")
 def frozen_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of infra and its stages as they are when the module starts, for the runs' PYTHONPATH: the stage code
     is part of the run key, so an edit of stages/ in the checkout while the module runs would change the key."""

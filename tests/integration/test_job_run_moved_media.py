@@ -21,25 +21,14 @@ from tests.integration.media_fixtures import detected, media, workspace  # noqa:
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from infra.models.catalogue import fetch_models
-
-    cache = tmp_path_factory.mktemp("models")
-    outcome = [e for e in fetch_models(["whisper/tiny.en"], cache, None) if e.kind in ("done", "present", "failed")]
-    if outcome[-1].kind == "failed":
-        pytest.fail(f"cannot fetch tiny.en: {outcome[-1].detail}")
-    return cache
-
-
 @pytest.fixture
-def moved(workspace: Path, native_env: Path, tiny_cache: Path, media: dict[str, Path], run_cli,
+def moved(workspace: Path, native_env: Path, model_cache: Path, media: dict[str, Path], run_cli,
           tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict:
     """A job of a film outside the workspace, demuxed natively, whose film was then moved away."""
     elsewhere = tmp_path_factory.mktemp("films")
     (workspace / ".venv-ml").symlink_to(native_env)
-    shutil.copytree(tiny_cache / "whisper", workspace / "shared-model-and-cache" / "whisper", copy_function=os.link)
-    monkeypatch.setenv("INFRA_CACHE", str(tiny_cache))
+    shutil.copytree(model_cache / "whisper", workspace / "shared-model-and-cache" / "whisper", copy_function=os.link)
+    monkeypatch.setenv("INFRA_CACHE", str(model_cache))
     film = elsewhere / "film.mp4"
     shutil.copy(media["speech"], film)
     prepared = run_cli("job", "prepare", str(film), "--mode", "native", "--model", "tiny.en", "--language", "en",

@@ -34,25 +34,6 @@ from tests.conftest import REPO
 SPAN_S = 20.0
 
 
-@pytest.fixture(scope="module")
-def ml_env(native_env: Path) -> Path:
-    probe = subprocess.run([str(native_env / "bin" / "python"), "-c", "import faster_whisper, onnxruntime"],
-                           check=False, capture_output=True, text=True)
-    assert probe.returncode == 0, probe.stderr[-2000:]
-    return native_env
-
-
-@pytest.fixture(scope="module")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from infra.models.catalogue import fetch_models
-
-    cache = tmp_path_factory.mktemp("models")
-    outcome = [e for e in fetch_models(["whisper/tiny.en"], cache, None) if e.kind in ("done", "present", "failed")]
-    if outcome[-1].kind == "failed":
-        pytest.fail(f"cannot fetch tiny.en: {outcome[-1].detail}")
-    return cache
-
-
 def spoken(folder: Path, rounds: int) -> Path:
     """The dialogue's lines ``rounds`` times over, with pauses of 0.8 to 2.6 s, as a 16 kHz mono WAV."""
     folder.mkdir(parents=True, exist_ok=True)
