@@ -89,7 +89,6 @@ def run_stages(runner: StageRunner, calls: list[tuple[StageCall, str]], waits_fo
     """Run ``calls`` (each with the reason it runs) as their predecessors in ``waits_for`` finish."""
     total = threads or machine_threads()
     todo = {call.stage: (call, reason) for call, reason in calls}
-    done: set[str] = set()
     running: dict[str, Running] = {}
     failure: StageFailedError | None = None
     with ThreadPoolExecutor(max_workers=max(1, len(todo)), thread_name_prefix="stage") as pool:
@@ -114,7 +113,6 @@ def run_stages(runner: StageRunner, calls: list[tuple[StageCall, str]], waits_fo
                         failure = failure or exc
                         stop_all(runner, running, "stopped: " + exc.message)
                         continue
-                    done.add(name)
                     yield StageEvent(name, "done", seconds=seconds)
         except BaseException as exc:
             stop_all(runner, running, STOP_REASONS.get(type(exc).__name__, f"stopped ({type(exc).__name__})"))
