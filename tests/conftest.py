@@ -16,6 +16,22 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 
+def _repo_jobs() -> set[str]:
+    """The job ids the repository's own workspace holds (a user's `infra run` there makes some)."""
+    index = REPO / "jobs"
+    return {p.name for p in index.iterdir()} if index.is_dir() else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repo_workspace_untouched():
+    """Tests make their jobs in temporary workspaces: one made in the repository's own workspace means a test
+    ran with the repository as its project (and depended on what the repository holds, such as .venv-ml)."""
+    before = _repo_jobs()
+    yield
+    made = sorted(_repo_jobs() - before)
+    assert not made, f"tests made jobs in {REPO / 'jobs'}: {', '.join(made)}"
+
+
 @cache
 def docker_available() -> bool:
     try:

@@ -74,10 +74,12 @@ def films(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def stand_in_env(workspace: Path) -> Path:
-    """The workspace's native environment is this interpreter: enough for demux and mux (FFmpeg, stdlib)."""
+def stand_in_env(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The workspace (the current folder, so its infra.yaml is the spec) with this interpreter as its native
+    environment: enough for demux and mux (FFmpeg, stdlib)."""
     (workspace / ".venv-ml" / "bin").mkdir(parents=True)
     (workspace / ".venv-ml" / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.chdir(workspace)
     return workspace
 
 
@@ -301,6 +303,7 @@ sys.exit(code)
 def native(workspace: Path, ml_env: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (workspace / ".venv-ml").symlink_to(ml_env)
     monkeypatch.setenv("INFRA_CACHE", str(model_cache))
+    monkeypatch.chdir(workspace)
     return workspace
 
 
