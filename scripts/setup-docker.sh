@@ -6,6 +6,14 @@
 # (bookworm's own docker.io 20.10 has a BuildKit without named build contexts),
 # starts dockerd in the background and waits until `docker info` answers.
 # Anywhere else it says what to install.
+#
+# The engine keeps its images in containerd's image store (daemon.json
+# "features": {"containerd-snapshotter": true}): only that store lets the
+# engine's own BuildKit export its cache to a registry, write OCI images with
+# rewritten timestamps (reproducible builds) and keep provenance attestations
+# through `--load` and `docker push` (docs/REGISTRY.md). An engine this script
+# started with the classic store is restarted with it; images of the classic
+# store stay on disk but are hidden while the containerd store is on.
 set -euo pipefail
 
 MIN_ENGINE_MAJOR=23      # named build contexts (target:) need BuildKit >= 0.10
@@ -13,6 +21,7 @@ MIN_BUILDX="0.17"
 PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
 PREFIX=/opt/infra-docker
 DOCKERD_LOG=/var/log/infra-dockerd.log
+DAEMON_JSON=/etc/docker/daemon.json
 
 say() { printf 'setup-docker: %s\n' "$*" >&2; }
 
@@ -27,6 +36,28 @@ engine_ok() {
   [ "${v%%.*}" -ge "$MIN_ENGINE_MAJOR" ] 2>/dev/null
 }
 
+containerd_store() {   # the running engine keeps its images in containerd's store
+  docker info --format '{{json .DriverStatus}}' 2>/dev/null | grep -q 'io.containerd.snapshotter'
+}
+own_dockerd() {        # the running dockerd is the one this script installs (so it may restart it)
+  local pid
+  pid=$(pgrep -x dockerd | head -n1) || return 1
+  [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f /usr/local/bin/dockerd 2>/dev/null)" ]
+}
+enable_containerd_store() {   # merge the feature into daemon.json, keeping whatever else it says
+  mkdir -p "$(dirname "$DAEMON_JSON")"
+  python3 - "$DAEMON_JSON" <<'PY'
+import json, os, sys
+path = sys.argv[1]
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+config.setdefault("features", {})["containerd-snapshotter"] = True
+tmp = path + ".tmp"
+with open(tmp, "w") as out:
+    json.dump(config, out, indent=2)
+    out.write("\n")
+os.replace(tmp, path)
+PY
+}
 plugins_ok() {
   local bx
   bx=$(docker buildx version 2>/dev/null | awk '{print $2}' | sed 's/^v//; s/[-+].*//') || return 1
@@ -34,8 +65,13 @@ plugins_ok() {
   docker compose version --short >/dev/null 2>&1 || return 1
 }
 
-if engine_ok && plugins_ok; then
-  say "engine $(docker version --format '{{.Server.Version}}'), buildx and compose already usable; nothing to do"
+if engine_ok && plugins_ok && containerd_store; then
+  say "engine $(docker version --format '{{.Server.Version}}') (containerd image store), buildx and compose already usable; nothing to do"
+  exit 0
+fi
+if engine_ok && plugins_ok && ! own_dockerd; then
+  say "the running engine keeps its images in the classic store: registry build cache, reproducible images and"
+  say "attestations need the containerd image store; add \"features\": {\"containerd-snapshotter\": true} to $DAEMON_JSON and restart it"
   exit 0
 fi
 
@@ -90,6 +126,14 @@ if [ ! -x /usr/local/bin/dockerd ] || [ "$(dockerd_version)" -lt "$MIN_ENGINE_MA
   install_binaries
 fi
 
+if [ "$(id -u)" = 0 ]; then
+  enable_containerd_store
+fi
+if engine_ok && ! containerd_store && own_dockerd; then
+  say "restarting dockerd with the containerd image store"
+  pkill -x dockerd
+  for _ in $(seq 1 30); do pgrep -x dockerd >/dev/null 2>&1 || break; sleep 1; done
+fi
 if ! engine_ok; then
   if pgrep -x dockerd >/dev/null 2>&1; then
     say "a dockerd is running but does not answer (or is too old); stop it and run this again"

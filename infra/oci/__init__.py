@@ -1,0 +1,1 @@
+"""Talking to a registry through its HTTP API: manifests, blobs and tags, with docker's credentials."""
