@@ -39,8 +39,8 @@ def _root(
 
 
 from infra.cli import (  # noqa: E402  (the commands, registered below)
-    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, job_cmd, render_cmd, run_cmd,
-    stack_cmd,
+    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, image_cmd, job_cmd, render_cmd,
+    run_cmd, stack_cmd,
 )
 
 app.add_typer(config_cmd.app, name="config")
@@ -58,3 +58,4 @@ app.command("ps")(stack_cmd.ps)
 app.command("logs")(stack_cmd.logs)
 app.command("deploy")(stack_cmd.deploy)
 app.command("run")(run_cmd.run)
+app.add_typer(image_cmd.app, name="image")

@@ -166,6 +166,29 @@ class RegistryClient(oras.provider.Registry):
         body, media_type, _ = self.fetch_manifest(name, source)
         return self.put_manifest(name, tag, body, media_type)
 
+    def push_manifest(self, name: str, reference: str, body: bytes, media_type: str) -> tuple[str, bool]:
+        """Store a manifest; its digest, and whether the registry indexed its ``subject`` itself (the
+        ``OCI-Subject`` answer of a registry with the referrers API: no referrers tag to maintain then)."""
+        response = self.do_request(self._url(self.container(name), f"manifests/{reference}"), "PUT",
+                                   data=body, headers={"Content-Type": media_type})
+        self.check(response, f"writing the manifest {name}:{reference}")
+        digest = response.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
+        return digest, bool(response.headers.get("OCI-Subject"))
+
+    def referrers(self, name: str, digest: str) -> dict | None:
+        """The referrers API's image index of what refers to ``digest``; None when the registry has no
+        referrers API (a registry that has one never answers 404, says the distribution spec)."""
+        response = self.do_request(self._url(self.container(name), f"referrers/{digest}"), "GET",
+                                   headers={"Accept": MANIFEST_TYPES[0]})
+        if response.status_code == 404:
+            return None
+        self.check(response, f"listing the referrers of {digest[:19]}")
+        try:
+            index = response.json()
+        except ValueError:
+            return None
+        return index if isinstance(index, dict) else None
+
     # -- blobs -----------------------------------------------------------------------------------
     def has_blob(self, name: str, digest: str) -> bool:
         response = self.do_request(self._url(self.container(name), f"blobs/{digest}"), "HEAD")
@@ -207,6 +230,36 @@ class RegistryClient(oras.provider.Registry):
                                  f"{actual[:19]}); it was deleted, run the command again")
         os.replace(partial, dest)
         return dest
+
+    def push_blob(self, name: str, data: bytes) -> str:
+        """Upload a small blob in one request (none when the registry has it already); its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has_blob(name, digest):
+            return digest
+        started = self.check(self.do_request(self._url(self.container(name), "blobs/uploads/"), "POST"),
+                             "starting a blob upload")
+        location = started.headers.get("Location", "")
+        if location.startswith("/"):
+            location = f"{self.prefix}://{self.host}{location}"
+        url = f"{location}{'&' if '?' in location else '?'}digest={digest}"
+        self.check(self.do_request(url, "PUT", data=data, headers={"Content-Type": "application/octet-stream"}),
+                   f"uploading blob {digest[:19]}")
+        return digest
+
+    def fetch_blob(self, name: str, digest: str, limit: int = 64 << 20) -> bytes:
+        """A small blob's bytes (a manifest's config, an attestation), checked against its digest."""
+        response = self.do_request(self._url(self.container(name), f"blobs/{digest}"), "GET", stream=True)
+        self.check(response, f"reading blob {digest[:19]}")
+        chunks = bytearray()
+        with response:
+            for chunk in response.iter_content(CHUNK):
+                chunks += chunk
+                if len(chunks) > limit:
+                    raise OperationError(f"blob {digest[:19]} from {self.host}/{name} is larger than {limit} bytes")
+        body = bytes(chunks)
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise OperationError(f"blob {digest[:19]} from {self.host}/{name} is corrupted (its bytes hash otherwise)")
+        return body
 
 
 def file_digest(path: Path) -> str:
