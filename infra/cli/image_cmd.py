@@ -55,7 +55,7 @@ def summary_lines(summary: dict) -> list[str]:
             f"  builder     {p['builder'] or '-'}  ({p['build_type']})",
             f"  built       {p['started'] or '?'} .. {p['finished'] or '?'}{took}",
             f"  frontend    {p['frontend'] or '-'}  {p['entry_point']}".rstrip(),
-            f"  source      {source or 'local context (' + ', '.join(p['contexts']) + ')'}",
+            f"  source      {source or 'local: ' + (', '.join(p['contexts']) or '-')}",
             f"  build args  {', '.join(f'{k}={v}' for k, v in p['build_args'].items()) or '-'}",
             f"  secrets     {', '.join(p['secrets']) or '-'}  (ids only: values are never recorded)",
         ]
