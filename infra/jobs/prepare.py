@@ -175,9 +175,10 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
     audio = choose_audio(media, request.audio_track, request.audio_language, str(request.media))
     state = hardware or stack_hardware(stack)
     rec = recommend(state.snapshot, mode=request.mode, allowed=tuple(stack.spec.modes))  # type: ignore[arg-type]
+    ws = Workspace(stack.workdir)
+    models = used_models(stack, ws, request.whisper_model or rec.whisper_model, plan)
 
     now = now or datetime.now().astimezone()
-    ws = Workspace(stack.workdir)
     job_id, job_dir, claim = _claim(ws, now, checked.user)
     try:
         clip = None
@@ -204,6 +205,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
             "hardware_cache": state.as_dict(),
             "recommendation": rec.model_dump(),
             "stages": stages,
+            "models": models,
         }
         write_json_atomic(job_dir / JOB_FILE, data)
         hand_over(ws.out, job_dir)
@@ -212,6 +214,15 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
         claim.unlink(missing_ok=True)
         raise
     return PreparedJob(job_id, job_dir, data)
+
+
+def used_models(stack: Stack, ws: Workspace, whisper_model: str, plan: list[str]) -> dict[str, Any]:
+    """The digests of the cached models the job will read (from their markers), checked against models.lock."""
+    from infra.jobproto import model_cache
+    from infra.models.lock import job_model_names, job_models, lock_path, read_lock
+
+    cache = model_cache({"workspace": str(ws.root)})
+    return job_models(read_lock(lock_path(stack)), cache, job_model_names(whisper_model, plan, cache))
 
 
 def _claim(ws: Workspace, now: datetime, user: str) -> tuple[str, Path, Path]:
