@@ -42,6 +42,7 @@ from infra.cli import (  # noqa: E402  (the commands, registered below)
     base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, image_cmd, job_cmd, render_cmd,
     run_cmd, stack_cmd,
 )
+from infra.cli import models_cmd  # noqa: E402
 
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
@@ -50,6 +51,7 @@ app.command("render")(render_cmd.render)
 app.command("build")(build_cmd.build)
 app.add_typer(hw_cmd.app, name="hw")
 app.command("bootstrap")(bootstrap_cmd.bootstrap)
+app.add_typer(models_cmd.app, name="models")
 app.add_typer(job_cmd.app, name="job")
 app.add_typer(env_cmd.app, name="env")
 app.command("up")(stack_cmd.up)

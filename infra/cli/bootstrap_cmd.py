@@ -11,6 +11,8 @@ def bootstrap(
     model: Annotated[Optional[list[str]], typer.Option("--model", help="Fetch this catalogue model instead of the recommended ones (repeatable), e.g. whisper/tiny.en.")] = None,
     no_models: Annotated[bool, typer.Option("--no-models", help="Skip fetching models.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
+    from_registry: Annotated[bool, typer.Option("--from-registry", help="Pull the models from the registry by models.lock's digests instead of fetching them from their sources.")] = False,
+    registry: Annotated[Optional[str], typer.Option("--registry", help="With --from-registry: HOST[/NAMESPACE] to pull from (default: models.lock's, else the spec's).")] = None,
 ) -> None:
     """Set up the workspace once (safe to run again): folders, FFmpeg, hardware cache, the recommended models."""
     from infra.models.bootstrap import run_bootstrap
@@ -20,7 +22,8 @@ def bootstrap(
     from infra.models.catalogue import FetchEvent
 
     checks: list[Check] = []
-    events = run_bootstrap(load(), models=model or None, fetch=not no_models)
+    events = run_bootstrap(load(), models=model or None, fetch=not no_models, from_registry=from_registry,
+                           registry=registry)
     if json_out:
         checks = [e for e in events if isinstance(e, Check)]
         print_json([c.as_dict() for c in checks])

@@ -86,10 +86,16 @@ def give_to_owner(paths: list[Path], uid: int, gid: int) -> str | None:
 
 
 def run_bootstrap(stack: Stack, models: list[str] | None = None, fetch: bool = True,
-                  environ: Mapping[str, str] | None = None) -> Iterator[BootstrapEvent]:
+                  environ: Mapping[str, str] | None = None, from_registry: bool = False,
+                  registry: str | None = None) -> Iterator[BootstrapEvent]:
     from infra.hardware.cache import stack_hardware
     from infra.hardware.recommend import recommend
 
+    if registry and not from_registry:
+        from infra.errors import BadInputError
+
+        raise BadInputError("--registry goes with --from-registry (bootstrap fetches from the models' sources "
+                            "otherwise)")
     ws = Workspace(stack.workdir)
     from infra.render.paths import UID
 
@@ -106,6 +112,10 @@ def run_bootstrap(stack: Stack, models: list[str] | None = None, fetch: bool = T
     rec = recommend(hw, allowed=tuple(stack.spec.modes))
     yield Check("recommendation", "ok", f"mode {rec.mode}, whisper {rec.whisper_model} {rec.compute_type}, "
                 f"batch {rec.batch_size}")
+    if from_registry:
+        yield from pull_from_registry(stack, ws, models, rec, fetch, registry)
+        give_to_owner([ws.models], uid, gid)
+        return
     token = read_hf_token(stack, environ)
     env_name, secrets_file = stack.spec.secrets.hf_token_env, stack.spec.secrets.file
     yield Check("hugging face token", "ok" if token else "warn",
@@ -130,3 +140,40 @@ def run_bootstrap(stack: Stack, models: list[str] | None = None, fetch: bool = T
             yield Check(f"model {name}", "ok", event.detail)
         else:
             yield Check(f"model {name}", "ok", f"fetched {event.done_bytes / 1e6:.0f} MB {event.detail}")
+
+
+def pull_from_registry(stack: Stack, ws: Workspace, models: list[str] | None, rec: Recommendation, fetch: bool,
+                       registry: str | None) -> Iterator[BootstrapEvent]:
+    """The models from the registry (infra/models/pull.py): those named, else those models.lock pins, else the
+    recommended ones. Every lookup happens first: for named or pinned models a bad name or credentials stop
+    bootstrap with one line, a recommended model the registry lacks is a warning. A model whose transfer
+    fails is reported and the others carry on."""
+    from infra.errors import InfraError
+    from infra.models.lock import lock_path, read_lock
+    from infra.models.pull import plan_pull, pull_one
+    from infra.models.remote import with_events
+
+    names = models or sorted(read_lock(lock_path(stack)).pins)
+    recommended = not names
+    names = names or needed_models(rec)
+    if not fetch:
+        yield Check("models", "warn", f"not pulled (--no-models): {', '.join(names)}")
+        return
+    plans = []
+    for name in names if recommended else [None]:
+        try:
+            plans += plan_pull(stack, ws.models, [name] if name else names, registry)
+        except InfraError as exc:
+            if not recommended:
+                raise
+            yield Check(f"model {name}", "warn", f"not pulled: {exc.message}", exc.hint or "")
+    for plan in plans:
+        try:
+            result = yield from with_events(lambda emit, plan=plan: pull_one(plan, ws.models, emit))
+        except InfraError as exc:
+            yield FetchEvent(plan.model, "failed", detail=exc.message)
+            yield Check(f"model {plan.model}", "fail", f"could not pull {plan.repository}: {exc.message}",
+                        exc.hint or "run the command again: it resumes")
+            continue
+        how = "already there" if result.status == "present" else f"pulled {result.fetched_bytes / 1e6:.0f} MB"
+        yield Check(f"model {plan.model}", "ok", f"{how} ({result.reference})")
