@@ -1,12 +1,17 @@
-"""Stacks to render in tests: the default spec as shipped, and a variant with torch baked,
-a CA bundle and a registry, so that every branch of the templates has a golden file."""
+"""Stacks to render in tests: the default spec as shipped (without its lock), a variant with torch baked,
+a CA bundle and a registry, and the default spec with a made-up lock, so that every branch of the templates
+has a golden file."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from pathlib import Path
 
 from infra.spec import Stack, load_stack
+from infra.spec.lock import BaseLock, ImageLock, Lock, PipPin, canonical_name
+from infra.spec.lockmatch import image_inputs
 from infra.render import default_layout, render_mode
 from tests.conftest import REPO
 
@@ -15,7 +20,8 @@ MODES = ("native", "docker-cpu", "docker-gpu")
 
 
 def default_stack() -> Stack:
-    return load_stack(REPO / "infra.yaml")
+    """The shipped spec as rendered without a lock (the repository's own infra.lock is left out)."""
+    return dataclasses.replace(load_stack(REPO / "infra.yaml"), lock=None)
 
 
 def baked_stack() -> Stack:
@@ -29,7 +35,31 @@ def baked_stack() -> Stack:
     return dataclasses.replace(stack, spec=spec)
 
 
-CASES = {"default": default_stack, "baked": baked_stack}
+def locked_stack() -> Stack:
+    """The shipped spec with a lock made up here, so its goldens change only when the spec or the templates do:
+    each apt package pinned with one dependency, each pip package pinned with one dependency and a hash, except
+    in the diarization image, whose pins carry none (no --require-hashes)."""
+    stack = default_stack()
+    bases: dict[str, BaseLock] = {}
+    for mode in stack.spec.modes:
+        base = stack.spec.modes[mode].base
+        images = dict(bases[base].images) if base in bases else {}
+        for name in stack.images_for_mode(mode):
+            image = stack.images[name]
+            apt = {p.split("=")[0]: "1.0-1" for p in image.apt}
+            apt |= {f"lib{p.split('=')[0]}0": "1.0-1+b1" for p in image.apt}
+            pip = {}
+            for requirement in image.pip:
+                dist = canonical_name(re.split(r"[<>=!~\[]", requirement)[0])
+                for pinned in (dist, f"{dist}-support"):
+                    digest = None if name == "diarization" else hashlib.sha256(pinned.encode()).hexdigest()
+                    pip[pinned] = PipPin(version="1.0.0", sha256=digest)
+            images[name] = ImageLock(inputs=image_inputs(stack, mode, name), apt=apt, pip=pip)
+        bases[base] = BaseLock(ref=stack.base_ref(mode), images=images)
+    return dataclasses.replace(stack, lock=Lock(bases=bases))
+
+
+CASES = {"default": default_stack, "baked": baked_stack, "locked": locked_stack}
 
 
 def render(stack: Stack, mode: str, out: Path | None = None) -> dict[str, str]:

@@ -42,12 +42,14 @@ from infra.cli import (  # noqa: E402  (the commands, registered below)
     base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, image_cmd, job_cmd, render_cmd,
     run_cmd, stack_cmd,
 )
+from infra.cli import lock_cmd  # noqa: E402
 from infra.cli import models_cmd  # noqa: E402
 
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("base")(base_cmd.base)
 app.command("render")(render_cmd.render)
+app.command("lock")(lock_cmd.lock)
 app.command("build")(build_cmd.build)
 app.add_typer(hw_cmd.app, name="hw")
 app.command("bootstrap")(bootstrap_cmd.bootstrap)

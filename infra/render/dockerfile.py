@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from infra.spec import Stack
+from infra.spec.lockmatch import locked_image
 from infra.spec.models import ImageSpec, Mode
 from infra.render import paths
 from infra.render.environment import DOCKERFILE_TEMPLATE, render_template, shared_templates
@@ -31,6 +32,15 @@ WHEELHOUSE_MOUNT = f"type=bind,from={paths.WHEELHOUSE_CONTEXT},target={paths.WHE
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_DEFAULT_INDEX = "https://pypi.org/simple"  # on Linux x86_64 PyPI's torch is the CUDA build
 TORCH_INDEX_ARG = "TORCH_INDEX_URL"
+# Every RUN sees SOURCE_DATE_EPOCH, so what it writes does not depend on the clock: Python compiles hash-based
+# .pyc files instead of ones stamped with the source's mtime, useradd dates /etc/shadow by it, wheels built from
+# sdists take it as their files' time. 1980-01-01, the earliest time a zip (a wheel) can hold; a build that
+# passes its own SOURCE_DATE_EPOCH build argument overrides it.
+SOURCE_DATE_EPOCH = ("SOURCE_DATE_EPOCH", "315532800")
+# What apt and dpkg leave besides the packages, different on every run: logs, ldconfig's cache of file
+# times, debconf's backups. (apt's lists and downloads are cache mounts, never in a layer.)
+APT_LEFTOVERS = ("/var/log/apt/*", "/var/log/*.log",
+                 "/var/cache/ldconfig/aux-cache", "/var/cache/debconf/*-old")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class DockerfileSpec:
     apt_mounts: tuple[str, ...]
     ca_for_apt: str                              # shell that sets "$@" to apt's CA option when the secret is there
     apt_get: str                                 # apt-get with those options
+    apt_leftovers: tuple[str, ...]               # files apt and dpkg leave that differ from run to run (globs)
     venv: str | None                             # the root image creates the virtualenv
     native_site_pth: tuple[str, str] | None      # (file, line) under the mounted torch policy
     torch: str | None                            # torch requirement under the baked policy
@@ -58,6 +69,8 @@ class DockerfileSpec:
     torch_extra_from: str                        # the same, beside PyPI, for packages that need torch
     torch_mounts: tuple[str, ...]                # pip's mounts, plus the wheelhouse when there is one
     pip: tuple[str, ...]
+    pip_locked: tuple[str, ...]                  # with a lock: requirement lines, exact versions (and hashes)
+    pip_hashes: bool                             # every locked line has a hash: pip runs with --require-hashes
     torch_pip: tuple[str, ...]                   # torch-needing packages (baked only)
     torch_pin: tuple[str, ...]                   # torch==V beside them, so pip keeps the mode's torch build
     pip_mounts: tuple[str, ...]
@@ -118,7 +131,9 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
     chain = image_chain(stack, name)
     has_tini = "tini" in _apt_names(image)
     wheelhouse = spec.native_env.wheelhouse is not None
-    args = ((TORCH_INDEX_ARG, torch_index(stack, mode)),) if torch_req and not wheelhouse else ()
+    torch_arg = ((TORCH_INDEX_ARG, torch_index(stack, mode)),) if torch_req and not wheelhouse else ()
+    args = (SOURCE_DATE_EPOCH, *torch_arg)
+    locked = locked_image(stack, mode, name)
     pip_conf = spec.secrets.pip_config is not None
     pip_mounts = (PIP_CACHE_MOUNT, CA_SECRET_MOUNT) + ((PIP_CONF_MOUNT,) if pip_conf else ())
     index = '"${' + TORCH_INDEX_ARG + '}"'
@@ -134,17 +149,20 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
         env=_env(stack, image, is_root),
         become_root=not is_root and bool(image.apt or image.pip or installs_torch or torch_pip),
         apt_setup=is_root,
-        apt=tuple(image.apt),
+        apt=tuple(image.apt) if locked is None or not image.apt else locked.apt_words(image.apt),
         apt_mounts=(*APT_CACHE_MOUNTS, CA_SECRET_MOUNT),
         ca_for_apt=CA_FOR_APT,
         apt_get='apt-get "$@"',
+        apt_leftovers=APT_LEFTOVERS,
         venv=paths.VENV if is_root else None,
         native_site_pth=_native_site_pth(stack) if is_root and not baked else None,
         torch=torch_req if installs_torch else None,
         torch_from=local if wheelhouse else f"--index-url {index}",
         torch_extra_from=local if wheelhouse else f"--extra-index-url {index}",
         torch_mounts=pip_mounts + ((WHEELHOUSE_MOUNT,) if wheelhouse else ()),
-        pip=tuple(image.pip),
+        pip=tuple(image.pip) if locked is None else (),
+        pip_locked=locked.pip_lines() if locked is not None and image.pip else (),
+        pip_hashes=locked is not None and locked.pip_hashed,
         torch_pip=torch_pip,
         torch_pin=(torch_req,) if torch_pip and torch_req else (),
         pip_mounts=pip_mounts,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.spec.lock import Lock, lock_path, read_lock
 from infra.spec.models import NAME_RE, ImageSpec, ProjectSpec
 from infra.spec.modes import Mode, check_mode
 from infra.errors import ConfigError
@@ -43,6 +44,7 @@ class Stack:
     workdir: Path = field(compare=False)
     embedded: bool = False
     overlays: tuple[ComposeOverlay, ...] = ()   # all-mode files first, then per-mode ones; each in file-name order
+    lock: Lock | None = field(default=None, compare=False)   # infra.lock beside the spec, when there is one
 
     @property
     def root(self) -> Path:
@@ -119,8 +121,9 @@ def resolve_spec_path(explicit: str | os.PathLike[str] | None, cwd: Path) -> tup
     return data_root() / SPEC_FILE, True
 
 
-def load_stack(path: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Stack:
-    """Read, validate and cross-check the spec. Raises ConfigError with every problem found."""
+def load_stack(path: str | os.PathLike[str] | None = None, cwd: Path | None = None, with_lock: bool = True) -> Stack:
+    """Read, validate and cross-check the spec (and the lock beside it, unless ``with_lock`` is False: `infra lock`
+    replaces a lock it cannot read). Raises ConfigError with every problem found."""
     from infra.spec.checks import check_stack
 
     cwd = cwd or Path.cwd()
@@ -167,8 +170,10 @@ def load_stack(path: str | os.PathLike[str] | None = None, cwd: Path | None = No
     assert spec is not None
     spec = _apply_environment(spec)
     workdir = cwd if embedded else spec_path.parent
+    lock_file = lock_path(spec_path)
+    lock = read_lock(lock_file, _display_name(lock_file, cwd, spec_path.parent)) if with_lock else None
     return Stack(spec=spec, images=images, spec_path=spec_path, workdir=workdir, embedded=embedded,
-                 overlays=overlays)
+                 overlays=overlays, lock=lock)
 
 
 def _read_overlays(spec_path: Path, modes: list[str], cwd: Path, problems: list[str]) -> tuple[ComposeOverlay, ...]:

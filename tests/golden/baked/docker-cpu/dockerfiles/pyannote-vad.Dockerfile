@@ -1,6 +1,7 @@
 # Rendered by infra from images/pyannote-vad/image.yaml for mode docker-cpu.
 # Do not edit: change the spec and run `infra render`.
 FROM base-ml
+ARG SOURCE_DATE_EPOCH=315532800
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 LABEL \

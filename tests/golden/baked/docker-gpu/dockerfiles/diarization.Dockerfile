@@ -1,6 +1,7 @@
 # Rendered by infra from images/diarization/image.yaml for mode docker-gpu.
 # Do not edit: change the spec and run `infra render`.
 FROM base-ml
+ARG SOURCE_DATE_EPOCH=315532800
 ARG TORCH_INDEX_URL=https://pypi.org/simple
 
 LABEL \

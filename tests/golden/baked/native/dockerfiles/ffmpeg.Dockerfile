@@ -1,6 +1,7 @@
 # Rendered by infra from images/ffmpeg/image.yaml for mode native.
 # Do not edit: change the spec and run `infra render`.
 FROM base
+ARG SOURCE_DATE_EPOCH=315532800
 
 LABEL \
       io.infra.image=ffmpeg \
@@ -22,7 +23,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     if [ -s /run/secrets/ca_bundle ]; then set -- -o Acquire::https::CAInfo=/run/secrets/ca_bundle; fi \
  && apt-get "$@" update \
  && DEBIAN_FRONTEND=noninteractive apt-get "$@" install -y --no-install-recommends \
-      ffmpeg
+      ffmpeg \
+ && rm -rf /var/log/apt/* /var/log/*.log /var/cache/ldconfig/aux-cache /var/cache/debconf/*-old
 
 USER 10001:10001
 

@@ -1,6 +1,7 @@
 # Rendered by infra from images/base/image.yaml for mode docker-cpu.
 # Do not edit: change the spec and run `infra render`.
 FROM speech-os-bookworm:bookworm-6ff06b723283
+ARG SOURCE_DATE_EPOCH=315532800
 
 LABEL \
       io.infra.image=base \
@@ -32,7 +33,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     if [ -s /run/secrets/ca_bundle ]; then set -- -o Acquire::https::CAInfo=/run/secrets/ca_bundle; fi \
  && apt-get "$@" update \
  && DEBIAN_FRONTEND=noninteractive apt-get "$@" install -y --no-install-recommends \
-      tini
+      tini \
+ && rm -rf /var/log/apt/* /var/log/*.log /var/cache/ldconfig/aux-cache /var/cache/debconf/*-old
 
 RUN python3 -m venv /opt/venv
 # The native env's site-packages, mounted at run time, go after the image's own (site.addsitedir).

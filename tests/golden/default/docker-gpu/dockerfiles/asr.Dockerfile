@@ -1,6 +1,7 @@
 # Rendered by infra from images/asr/image.yaml for mode docker-gpu.
 # Do not edit: change the spec and run `infra render`.
 FROM base-ml
+ARG SOURCE_DATE_EPOCH=315532800
 
 LABEL \
       io.infra.image=asr \

@@ -1,6 +1,7 @@
 # Rendered by infra from images/subtitles/image.yaml for mode docker-gpu.
 # Do not edit: change the spec and run `infra render`.
 FROM base
+ARG SOURCE_DATE_EPOCH=315532800
 
 LABEL \
       io.infra.image=subtitles \
