@@ -16,8 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra.resources import data_root, package_root
+
+if TYPE_CHECKING:
+    from infra.build.remote import RemoteImage
 
 HASH_LABEL = "io.infra.content-hash"
 PARENT_LABEL = "io.infra.parent-digest"
@@ -136,6 +140,7 @@ def content_hash(target: BuildTarget, parent_hash: str | None) -> str:
 @dataclass
 class Plan:
     images: dict[str, PlannedImage]
+    remote: dict[str, RemoteImage] = field(default_factory=dict)   # stale here, but in the registry by content hash
 
     @cached_property
     def order(self) -> list[str]:

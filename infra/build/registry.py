@@ -10,8 +10,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from infra.engine import Engine
+from infra.engine import EngineAPI, ImageInfo
 from infra.errors import BadInputError, EngineError, OperationError
+from infra.oci.client import RegistryClient, split_ref
 
 AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "denied", "401")
 TRANSIENT_MARKERS = ("connection reset", "connection refused", "timeout", "eof", "502", "503", "504",
@@ -60,7 +61,7 @@ def preflight(registry: str, logged_in: bool, timeout: float = 5.0) -> None:
                          hint="check the address and that the registry runs; `curl -v https://HOST/v2/` tells more")
 
 
-def push_images(engine: Engine, refs: dict[str, tuple[str, str]], sleep: Callable[[float], None] = time.sleep,
+def push_images(engine: EngineAPI, refs: dict[str, tuple[str, str]], sleep: Callable[[float], None] = time.sleep,
                 retries: int = RETRIES) -> Iterator[PushResult]:
     """Tag and push each image: refs maps name -> (local ref, remote ref). Yields one result per image."""
     for name, (local, remote) in refs.items():
@@ -83,3 +84,28 @@ def push_images(engine: Engine, refs: dict[str, tuple[str, str]], sleep: Callabl
         repo = remote.rsplit(":", 1)[0]
         digests = [d for d in engine.inspect_image(remote).repo_digests if d.startswith(repo + "@")]
         yield PushResult(name, remote, digests[0].split("@", 1)[1] if digests else "", attempt)
+
+
+def fetch_base(engine: EngineAPI, client: RegistryClient, remote: str, local: str,
+               known: dict[str, ImageInfo | None]) -> Iterator[str]:
+    """Pull the offline base from the registry when it holds it (seconds, where debootstrap takes a minute)."""
+    host, rest = split_ref(remote)
+    repository, _, tag = rest.rpartition(":")
+    digest = client.manifest_digest(repository, tag)
+    if digest is None:
+        return
+    yield f"pulling the base {local} from {host}"
+    engine.pull(f"{host}/{repository}@{digest}")
+    engine.tag(f"{host}/{repository}@{digest}", local)
+    known[local] = engine.inspect_image(local)
+
+
+def push_base(engine: EngineAPI, client: RegistryClient, remote: str, local: str) -> Iterator[str]:
+    """Push the offline base beside the images, so that a fresh machine pulls it instead of making it."""
+    host, rest = split_ref(remote)
+    repository, _, tag = rest.rpartition(":")
+    if client.manifest_digest(repository, tag) is not None:
+        return
+    engine.tag(local, remote)
+    list(push_images(engine, {"base": (local, remote)}))
+    yield f"pushed the base {local} to {host}"

@@ -16,7 +16,7 @@ from typing import Literal
 
 
 SCHEMA = 1
-Status = Literal["built", "up to date", "failed", "blocked"]
+Status = Literal["built", "up to date", "in registry", "failed", "blocked"]
 
 
 @dataclass
@@ -35,6 +35,8 @@ class ImageReport:
     error: str = ""
     log_tail: list[str] = field(default_factory=list)
     hint: str = ""                    # a one-line fix for a failure whose cause is known (an untrusted certificate)
+    digest: str = ""                  # in the registry: the digest its content-hash tag names
+    manifest_digest: str = ""         # a reproducible build: its image manifest (what two builds must agree on)
 
 
 @dataclass

@@ -14,8 +14,11 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
+from pathlib import Path
 
 from infra.build.plan import HASH_LABEL, PARENT_LABEL, Plan
+from infra.build.remote import RemoteImage, RemoteStore, cache_options
+from infra.build.reproducible import image_manifest_digest
 from infra.build.report import ImageReport
 from infra.engine import Engine, EngineAPI, ImageInfo
 from infra.engine.build import BuildRequest, Step, StepLog
@@ -50,6 +53,9 @@ class BuildOptions:
     builder: str | None = None
     secrets: tuple[str, ...] = ()
     args: Mapping[str, str] = field(default_factory=dict)
+    store: RemoteStore | None = None      # the registry: layer cache, parents that are only there
+    cache: str = "off"                    # off, read or write: the registry's layer cache (infra.build.remote)
+    archives: Path | None = None          # reproducible builds: OCI archives with rewritten timestamps go here
 
 
 def build_images(plan: Plan, engine: EngineAPI | None, options: BuildOptions, only: set[str] | None = None,
@@ -66,6 +72,8 @@ def build_images(plan: Plan, engine: EngineAPI | None, options: BuildOptions, on
     sorter.prepare()
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
     unusable: set[str] = set()          # failed or blocked: their children are blocked
+    in_registry: dict[str, RemoteImage] = {}   # not here, but in the registry: children build FROM it there
+    manifests: dict[str, str] = {}      # reproducible builds: each image's manifest, its children's parent label
     running: dict[Future[ImageReport], str] = {}
     with ThreadPoolExecutor(max_workers=max(1, options.jobs), thread_name_prefix="build") as pool:
         while sorter.is_active():
@@ -80,9 +88,16 @@ def build_images(plan: Plan, engine: EngineAPI | None, options: BuildOptions, on
                 elif planned.up_to_date and not options.no_cache:
                     yield Finished(_up_to_date(engine, name, plan, known.get(planned.target.ref)))
                     sorter.done(name)
+                elif name in plan.remote and not options.no_cache:
+                    in_registry[name] = plan.remote[name]
+                    yield Finished(ImageReport(name, planned.target.ref, "in registry", planned.content_hash,
+                                               digest=plan.remote[name].digest))
+                    sorter.done(name)
                 else:
                     yield Started(name)
-                    running[pool.submit(_build_one, engine, plan, name, options, events)] = name
+                    parent = planned.target.parent or ""
+                    running[pool.submit(_build_one, engine, plan, name, options, events, in_registry.get(parent),
+                                        manifests.get(parent))] = name
             if not running:
                 continue
             done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -91,6 +106,8 @@ def build_images(plan: Plan, engine: EngineAPI | None, options: BuildOptions, on
             for future in done:
                 name = running.pop(future)
                 report = future.result()
+                if report.manifest_digest:
+                    manifests[name] = report.manifest_digest
                 if report.status == "failed":
                     unusable.add(name)
                 yield Finished(report)
@@ -116,18 +133,27 @@ def _up_to_date(engine: EngineAPI, name: str, plan: Plan, inspected: ImageInfo |
 
 
 def _build_one(engine: EngineAPI, plan: Plan, name: str, options: BuildOptions,
-               events: queue.SimpleQueue[Event]) -> ImageReport:
+               events: queue.SimpleQueue[Event], remote_parent: RemoteImage | None = None,
+               parent_manifest: str | None = None) -> ImageReport:
     planned = plan.images[name]
     target = planned.target
     contexts = {key: str(path) for key, path in target.local_contexts.items()}
     labels = {**target.labels, HASH_LABEL: planned.content_hash}
-    if target.parent:
+    if remote_parent is not None:           # only in the registry: BuildKit reads it from there, by digest
+        contexts[remote_parent.name] = f"docker-image://{remote_parent.ref}"
+        labels[PARENT_LABEL] = remote_parent.digest
+    elif target.parent:
         parent_ref = plan.images[target.parent].target.ref
         contexts[target.parent] = f"docker-image://{parent_ref}"
-        labels[PARENT_LABEL] = engine.inspect_image(parent_ref).id
+        # the image id names the index, whose provenance attestation differs on every build: a reproducible
+        # child names its parent's image manifest instead
+        labels[PARENT_LABEL] = parent_manifest or engine.inspect_image(parent_ref).id
+    cache_from, cache_to = cache_options(options.store, name, "off" if options.no_cache else options.cache)
+    archive = options.archives / f"{name}.oci.tar" if options.archives else None
     request = BuildRequest(context=target.context, dockerfile=target.dockerfile, tag=target.ref, contexts=contexts,
                            args={**options.args, **target.args}, labels=labels, secrets=list(options.secrets),
-                           no_cache=options.no_cache, builder=options.builder)
+                           no_cache=options.no_cache, builder=options.builder, cache_from=tuple(cache_from),
+                           cache_to=cache_to[0] if cache_to else None, oci_archive=archive)
 
     def on_step(step: Step) -> None:
         if not step.internal:
@@ -136,6 +162,11 @@ def _build_one(engine: EngineAPI, plan: Plan, name: str, options: BuildOptions,
     start = time.monotonic()
     try:
         log = engine.build(request, on_step)
+        manifest = ""
+        if archive is not None:
+            manifest = image_manifest_digest(archive) if archive.is_file() else ""
+            engine.load_archive(archive)
+            archive.unlink(missing_ok=True)
     except EngineUnavailableError:
         raise
     except EngineError as exc:
@@ -143,7 +174,9 @@ def _build_one(engine: EngineAPI, plan: Plan, name: str, options: BuildOptions,
                            error=exc.message, log_tail=exc.stderr_tail.splitlines())
     seconds = time.monotonic() - start
     inspected = engine.inspect_image(target.ref)
-    return _report(name, target.ref, planned.content_hash, seconds, log, inspected.size, inspected.id)
+    report = _report(name, target.ref, planned.content_hash, seconds, log, inspected.size, inspected.id)
+    report.manifest_digest = manifest
+    return report
 
 
 def _report(name: str, ref: str, content_hash: str, seconds: float, log: StepLog, size: int, image_id: str) -> ImageReport:

@@ -15,6 +15,9 @@ def build(
     push: Annotated[bool, typer.Option("--push", help="Push every built or up-to-date image.")] = False,
     registry: Annotated[Optional[str], typer.Option("--registry", help="HOST[/NAMESPACE] to push to (default: the spec's).")] = None,
     builder: Annotated[Optional[str], typer.Option("--builder", help="A buildx builder (remote BuildKit, Kubernetes...).")] = None,
+    cache: Annotated[Optional[str], typer.Option("--cache", help="The registry's layer cache: off, read (untrusted branches) or write (default with --push; read otherwise when a registry is set).")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Leave the registry out: no skip by content hash, no layer cache.")] = False,
+    reproducible: Annotated[bool, typer.Option("--reproducible", help="Same inputs, same digests: SOURCE_DATE_EPOCH from the spec's last commit, timestamps rewritten.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Build the images of a mode in dependency order, in parallel, skipping what is up to date."""
@@ -29,7 +32,8 @@ def build(
     stack = load()
     mode = checked_mode(stack, mode)
     request = BuildRequestSpec(mode=mode, only=tuple(only or ()), jobs=jobs if jobs is not None else (os.cpu_count() or 2),
-                               no_cache=no_cache, push=push, registry=registry, builder=builder)
+                               no_cache=no_cache, push=push, registry=registry, builder=builder, cache=cache,
+                               local=local, reproducible=reproducible)
     summary: BuildSummary | None = None
     with BuildView(quiet=json_out) as view:
         for event in build_stack(stack, request):

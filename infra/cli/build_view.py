@@ -9,7 +9,7 @@ from infra.build.report import BuildSummary, seconds_before, size_before
 from infra.build.registry import PushResult
 from infra.cli.output import stderr_console, stdout_console
 
-STATUS_STYLE = {"built": "green", "up to date": "cyan", "failed": "red", "blocked": "yellow"}
+STATUS_STYLE = {"built": "green", "up to date": "cyan", "in registry": "blue", "failed": "red", "blocked": "yellow"}
 
 
 def short_step(name: str, width: int = 44) -> str:
@@ -109,7 +109,7 @@ class BuildView:
                 f"{r.steps_executed}/{r.steps_cached}" if r.status == "built" else "",
                 escape(slowest),
                 f"{_mb(r.size_bytes)}{_delta(r.size_bytes, size_before(r, before), ' MB', 1e6)}" if r.size_bytes else "-",
-                r.image_id.removeprefix("sha256:")[:12],
+                (r.image_id or r.digest).removeprefix("sha256:")[:12],
             )
         out = stdout_console()
         if not out.is_terminal:

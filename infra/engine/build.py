@@ -98,6 +98,15 @@ class BuildRequest:
     secrets: list[str]
     no_cache: bool = False
     builder: str | None = None
+    cache_from: tuple[str, ...] = ()          # BuildKit cache imports, e.g. type=registry,ref=HOST/NAME:buildcache-cpu
+    cache_to: str | None = None               # one cache export
+    provenance: bool = True                   # BuildKit's provenance attestation (mode=max), kept in the image
+    oci_archive: Path | None = None           # export an OCI archive with rewritten timestamps here, not --load
+
+
+def _cache_spec(text: str) -> dict[str, str]:
+    """'type=registry,ref=H/N:T,mode=max' as the mapping python-on-whales takes."""
+    return dict(part.split("=", 1) for part in text.split(","))
 
 
 def run_build(docker: Any, request: BuildRequest, on_step: Callable[[Step], None] | None = None) -> StepLog:
@@ -106,11 +115,17 @@ def run_build(docker: Any, request: BuildRequest, on_step: Callable[[Step], None
     log = StepLog()
     with translate_errors(f"build of {request.tag}"):
         try:
+            output = {"type": "oci", "dest": str(request.oci_archive), "name": request.tag,
+                      "rewrite-timestamp": "true"} if request.oci_archive else {}
             stream: Iterable[str] = docker.buildx.build(
-                str(request.context), file=str(request.dockerfile), tags=[request.tag], load=True,
+                str(request.context), file=str(request.dockerfile), tags=[request.tag],
+                load=request.oci_archive is None, output=output,
                 build_contexts=request.contexts, build_args=request.args, labels=request.labels,
                 secrets=request.secrets, cache=not request.no_cache, builder=request.builder,
-                progress="rawjson", stream_logs=True, provenance=False,
+                cache_from=[_cache_spec(c) for c in request.cache_from] or None,
+                cache_to=_cache_spec(request.cache_to) if request.cache_to else None,
+                progress="rawjson", stream_logs=True,
+                provenance={"mode": "max"} if request.provenance else False,
             )
             for line in stream:
                 for step in log.feed(line):

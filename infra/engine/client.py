@@ -235,6 +235,15 @@ class Engine:
         with translate_errors(f"docker push {ref}"):
             self.docker.image.push(ref, quiet=True)
 
+    def pull(self, ref: str) -> None:
+        with translate_errors(f"docker pull {ref}"):
+            self.docker.image.pull(ref, quiet=True)
+
+    def load_archive(self, archive: Path) -> None:
+        """Load an OCI (or docker) image archive; the image keeps the digests it was written with."""
+        with translate_errors(f"docker load -i {archive}"):
+            self.docker.image.load(str(archive), quiet=True)
+
     @staticmethod
     def registry_logged_in(registry: str) -> bool:
         """Whether the docker config holds credentials (or a helper) for the registry's host."""

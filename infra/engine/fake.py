@@ -89,6 +89,8 @@ class FakeEngine:
         self.run_output = run_output
         self.fail_pushes = dict(fail_pushes or {})
         self.remote = set(remote)
+        self.remote_labels: dict[str, dict[str, str]] = {}     # labels an image pulled from the registry carries
+        self.archives: dict[str, tuple[str, dict[str, str]]] = {}   # OCI archives written by builds, not loaded yet
         self.logged_in = set(logged_in)
         self.builders = set(builders)
         self.swarm = swarm
@@ -176,7 +178,7 @@ class FakeEngine:
         try:
             for source in request.contexts.values():
                 parent = source.removeprefix("docker-image://")
-                if source.startswith("docker-image://") and parent not in self.images:
+                if source.startswith("docker-image://") and parent not in self.images and parent not in self.remote:
                     raise EngineError(f"build of {request.tag} failed: {parent}: not found",
                                       command=["docker", "buildx", "build", "--tag", request.tag],
                                       stderr=f"ERROR: failed to solve: {parent}: not found")
@@ -197,7 +199,10 @@ class FakeEngine:
                 step.completed = _now()
                 if on_step is not None:
                     on_step(step)
-            self.add_image(request.tag, request.labels)
+            if request.oci_archive is not None:
+                self.archives[str(request.oci_archive)] = (request.tag, dict(request.labels))
+            else:
+                self.add_image(request.tag, request.labels)
         except BaseException:
             record.failed = True
             raise
@@ -278,6 +283,19 @@ class FakeEngine:
         digest = f"{repo}@sha256:{hashlib.sha256(info.id.encode()).hexdigest()}"
         self.images[ref] = replace(info, repo_digests=[*info.repo_digests, digest])
         self.remote.add(ref)
+
+    def pull(self, ref: str) -> None:
+        self._call("pull", ref)
+        if ref not in self.remote:
+            raise EngineError(f"docker pull {ref} failed: manifest unknown", stderr="manifest unknown")
+        self.add_image(ref, self.remote_labels.get(ref, {}))
+
+    def load_archive(self, archive: Path) -> None:
+        self._call("load_archive", str(archive))
+        tag = self.archives.pop(str(archive), None)
+        if tag is None:
+            raise EngineError(f"docker load -i {archive} failed: no such file")
+        self.add_image(tag[0], tag[1])
 
     def remote_image_exists(self, ref: str) -> bool:
         self._call("remote_image_exists", ref)

@@ -88,6 +88,14 @@ class EngineAPI(Protocol):
     def push(self, ref: str) -> None:
         ...
 
+    def pull(self, ref: str) -> None:
+        """Pull an image (by tag or HOST/NAME@digest) into the local store."""
+        ...
+
+    def load_archive(self, archive: Path) -> None:
+        """Load an image archive (OCI layout tar) as it is, digests included."""
+        ...
+
     def remote_image_exists(self, ref: str) -> bool:
         """Whether a registry holds ``ref`` (pulls nothing)."""
         ...

@@ -39,8 +39,8 @@ class ContainerRunner:
         from infra.stack.readiness import check_native_env, prepare_workspace, render_to_disk, stale_images
         from infra.workspace import Workspace
 
-        stale = stale_images(self.stack, self.mode, render_to_disk(self.stack, self.mode), self.engine)
         images = sorted({self.stack.spec.stages[s["name"]].image for s in self.job["stages"]})
+        stale = stale_images(self.stack, self.mode, render_to_disk(self.stack, self.mode), self.engine, images)
         missing = [i for i in images if i in stale]
         if missing:
             raise BadInputError(f"images not built or out of date for {self.mode}: {', '.join(missing)}",

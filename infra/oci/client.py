@@ -64,7 +64,7 @@ class RegistryClient(oras.provider.Registry):
     def __init__(self, host: str, ca_bundle: str | None = None, timeout: float = TIMEOUT_S) -> None:
         self.timeout = timeout
         insecure = is_loopback(host)
-        verify: bool | str = ca_bundle or True
+        verify: bool | str = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or _system_bundle() or True
         super().__init__(hostname=host, insecure=insecure, tls_verify=verify, auth_backend=self._scheme(host, insecure, verify))
         self.auth.load_configs(oras.container.Container("probe", registry=host), configs=docker_configs())
 
@@ -260,6 +260,14 @@ class RegistryClient(oras.provider.Registry):
         if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
             raise OperationError(f"blob {digest[:19]} from {self.host}/{name} is corrupted (its bytes hash otherwise)")
         return body
+
+
+def _system_bundle() -> str | None:
+    """The operating system's trusted CAs (a registry signed by a company CA is trusted there, not by certifi)."""
+    for path in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"):
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def file_digest(path: Path) -> str:

@@ -51,13 +51,29 @@ def service_images(stack: Stack, mode: str) -> list[str]:
     return sorted({stack.spec.stages[s].image for s in compose_stages(stack, mode)})  # type: ignore[arg-type]
 
 
-def stale_images(stack: Stack, mode: str, rendered: Rendered, engine: EngineAPI | None = None) -> list[str]:
-    """Images of the mode that are missing or older than the spec (their content hash differs)."""
+def stale_images(stack: Stack, mode: str, rendered: Rendered, engine: EngineAPI | None = None,
+                 needed: list[str] | None = None) -> list[str]:
+    """Images of the mode that are missing or older than the spec (their content hash differs).
+
+    With a registry in the spec, an image that the registry holds by content hash is not stale: those
+    that will run (``needed``, by default the services' images) are pulled by digest and tagged here,
+    the others (parents) are not needed on this machine at all."""
     engine = engine or Engine()
     targets = targets_for_mode(stack, mode, rendered.out)
     known = engine.inspect_images([t.ref for t in targets.values()])
     plan = plan_images(targets, lambda ref: known[ref].labels.get(HASH_LABEL) if known.get(ref) else None)
-    return [n for n in plan.order if not plan.images[n].up_to_date]
+    stale = [n for n in plan.order if not plan.images[n].up_to_date]
+    registry = stack.spec.registry
+    if not stale or not registry:
+        return stale
+    from infra.build.remote import RemoteStore
+
+    store = RemoteStore({n: stack.image_ref(n, mode, registry) for n in stale})   # type: ignore[arg-type]
+    found = store.lookup({n: plan.images[n].content_hash for n in stale})
+    for name in sorted(set(found) & set(needed if needed is not None else service_images(stack, mode))):
+        engine.pull(found[name].ref)
+        engine.tag(found[name].ref, plan.images[name].target.ref)
+    return [n for n in stale if n not in found]
 
 
 def check_native_env(stack: Stack, mode: str, images: list[str], engine: EngineAPI | None = None) -> None:
