@@ -18,7 +18,7 @@ def test_wheel_works_outside_the_repo(tmp_path: Path) -> None:
     wheel = next((tmp_path / "dist").glob("infra-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        assert "infra/_data/infra.yaml" in names
+        assert {"infra/_data/infra.yaml", "infra/_data/infra.lock"} <= names
         assert "infra/_data/images/asr/image.yaml" in names
         assert {"infra/_data/templates/Dockerfile.j2", "infra/_data/templates/compose.yaml.j2",
                 "infra/_data/stages/__init__.py"} <= names
@@ -40,3 +40,6 @@ def test_wheel_works_outside_the_repo(tmp_path: Path) -> None:
     assert stages == (tmp_path / "site" / "infra" / "_data" / "stages").resolve()
     assert (elsewhere / bake["target"]["asr"]["context"] / bake["target"]["asr"]["dockerfile"]).resolve() == \
         (elsewhere / ".infra/out/docker-cpu/dockerfiles/asr.Dockerfile").resolve()
+    # the built-in spec's lock travels with it: the rendered images install exactly what it pins
+    assert "| pip install --require-hashes -r /dev/stdin" in \
+        (elsewhere / ".infra/out/docker-cpu/dockerfiles/asr.Dockerfile").read_text()
