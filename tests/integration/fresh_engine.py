@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,39 +67,50 @@ def _run(*cmd: str) -> None:
     subprocess.run(list(cmd), check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def fresh_engine(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[FreshEngine]:
-    if os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("ip") is None:
-        pytest.fail("a second engine needs root, dockerd and ip (scripts/setup.sh --test installs them)")
-    root = tmp_path_factory.mktemp("fresh-engine")
+@contextmanager
+def started(root: Path) -> Iterator[FreshEngine]:
+    """A fresh engine under ``root`` for the time of the block; RuntimeError when it does not start."""
     bridge = f"infrafresh{os.getpid() % 10000}"
     _run("ip", "link", "add", bridge, "type", "bridge")
-    _run("ip", "addr", "add", SUBNET, "dev", bridge)
-    _run("ip", "link", "set", bridge, "up")
-    for table, chain, rule in _rules(bridge):
-        _iptables("-I", table, chain, rule)
-    (root / "daemon.json").write_text(json.dumps({"features": {"containerd-snapshotter": True}}))
-    sock = root / "docker.sock"
-    log = (root / "dockerd.log").open("w")
-    proc = subprocess.Popen(["dockerd", "--config-file", str(root / "daemon.json"), "--data-root", str(root / "data"),
-                             "--exec-root", str(root / "exec"), "--pidfile", str(root / "dockerd.pid"),
-                             "-H", f"unix://{sock}", "-b", bridge, "--iptables=false", "--ip6tables=false"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    engine = FreshEngine(f"unix://{sock}")
+    proc = None
     try:
+        _run("ip", "addr", "add", SUBNET, "dev", bridge)
+        _run("ip", "link", "set", bridge, "up")
+        for table, chain, rule in _rules(bridge):
+            _iptables("-I", table, chain, rule)
+        (root / "daemon.json").write_text(json.dumps({"features": {"containerd-snapshotter": True}}))
+        sock = root / "docker.sock"
+        log = (root / "dockerd.log").open("w")
+        proc = subprocess.Popen(["dockerd", "--config-file", str(root / "daemon.json"), "--data-root",
+                                 str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile",
+                                 str(root / "dockerd.pid"), "-H", f"unix://{sock}", "-b", bridge,
+                                 "--iptables=false", "--ip6tables=false"], stdout=log, stderr=subprocess.STDOUT)
+        engine = FreshEngine(f"unix://{sock}")
         deadline = time.monotonic() + 60
         while subprocess.run(["docker", "info"], capture_output=True, env={**os.environ, **engine.env}).returncode:
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the second engine did not start: {(root / 'dockerd.log').read_text()[-2000:]}")
+                raise RuntimeError(f"the second engine did not start: {(root / 'dockerd.log').read_text()[-2000:]}")
             time.sleep(0.3)
         yield engine
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         for table, chain, rule in _rules(bridge):
             _iptables("-D", table, chain, rule)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         subprocess.run(["rm", "-rf", str(root / "data"), str(root / "exec")], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def fresh_engine(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[FreshEngine]:
+    if os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("ip") is None:
+        pytest.fail("a second engine needs root, dockerd and ip (scripts/setup.sh --test installs them)")
+    try:
+        with started(tmp_path_factory.mktemp("fresh-engine")) as engine:
+            yield engine
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
