@@ -39,11 +39,9 @@ def _root(
 
 
 from infra.cli import (  # noqa: E402  (the commands, registered below)
-    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, image_cmd, job_cmd, render_cmd,
-    run_cmd, stack_cmd,
+    base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, image_cmd, job_cmd, lock_cmd,
+    models_cmd, render_cmd, run_cmd, stack_cmd,
 )
-from infra.cli import lock_cmd  # noqa: E402
-from infra.cli import models_cmd  # noqa: E402
 
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
