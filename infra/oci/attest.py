@@ -10,12 +10,11 @@ infra/oci/summary.py says what they hold.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
 from infra.errors import BadInputError, OperationError
-from infra.oci.client import RegistryClient, split_ref
+from infra.oci.client import RegistryClient, json_object, split_ref
 from infra.oci.referrers import list_referrers, newest
 from infra.oci.summary import PROVENANCE_TYPES, provenance_summary, sbom_summary
 
@@ -98,16 +97,6 @@ class ImageAttestations:
         }
 
 
-def _json(data: bytes, what: str) -> dict:
-    try:
-        document = json.loads(data)
-    except ValueError:
-        document = None
-    if not isinstance(document, dict):
-        raise OperationError(f"{what} is not a JSON object")
-    return document
-
-
 def _platform(entry: dict) -> str:
     platform = entry.get("platform") or {}
     text = "/".join(p for p in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if p)
@@ -116,10 +105,10 @@ def _platform(entry: dict) -> str:
 
 def _provenance(client: RegistryClient, repository: str, attestation_digest: str) -> dict | None:
     body, _, _ = client.fetch_manifest(repository, attestation_digest)
-    manifest = _json(body, f"attestation manifest {attestation_digest[:19]}")
+    manifest = json_object(body, f"attestation manifest {attestation_digest[:19]}")
     for layer in manifest.get("layers") or []:
         if (layer.get("annotations") or {}).get(PREDICATE_TYPE) in PROVENANCE_TYPES:
-            statement = _json(client.fetch_blob(repository, layer["digest"]), f"attestation {layer['digest'][:19]}")
+            statement = json_object(client.fetch_blob(repository, layer["digest"]), f"attestation {layer['digest'][:19]}")
             if statement.get("predicateType") in PROVENANCE_TYPES:
                 return statement
     return None
@@ -139,7 +128,7 @@ def read_attestations(ref: str, client: RegistryClient | None = None) -> ImageAt
     body, media_type, _ = client.fetch_manifest(repository, digest)
     result = ImageAttestations(ref, host, repository, digest, media_type)
     if media_type in INDEX_TYPES:
-        entries = _json(body, f"image index {digest[:19]}").get("manifests") or []
+        entries = json_object(body, f"image index {digest[:19]}").get("manifests") or []
         attestations = {(e.get("annotations") or {}).get(REFERENCE_DIGEST): e["digest"] for e in entries
                         if (e.get("annotations") or {}).get(REFERENCE_TYPE) == "attestation-manifest"}
         for entry in entries:
@@ -154,10 +143,10 @@ def read_attestations(ref: str, client: RegistryClient | None = None) -> ImageAt
         found = newest(list_referrers(client, repository, subject, SBOM_TYPE))
         if found is None:
             continue
-        artifact = _json(client.fetch_manifest(repository, found["digest"])[0], f"SBOM manifest {found['digest'][:19]}")
+        artifact = json_object(client.fetch_manifest(repository, found["digest"])[0], f"SBOM manifest {found['digest'][:19]}")
         layers = [layer for layer in artifact.get("layers") or [] if layer.get("mediaType") == SBOM_TYPE]
         if layers:
-            result.sbom = _json(client.fetch_blob(repository, layers[0]["digest"]), f"SBOM {layers[0]['digest'][:19]}")
+            result.sbom = json_object(client.fetch_blob(repository, layers[0]["digest"]), f"SBOM {layers[0]['digest'][:19]}")
             result.sbom_manifest, result.sbom_subject = found["digest"], subject
             break
     return result

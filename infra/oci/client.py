@@ -270,6 +270,19 @@ def _system_bundle() -> str | None:
     return None
 
 
+def json_object(data: bytes, what: str) -> dict:
+    """A document read from the registry as a JSON object; OperationError naming ``what`` when it is not one."""
+    import json
+
+    try:
+        document = json.loads(data)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise OperationError(f"{what} is not a JSON object")
+    return document
+
+
 def file_digest(path: Path) -> str:
     with path.open("rb") as handle:
         return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 
 from infra.errors import OperationError
-from infra.oci.client import RegistryClient
+from infra.oci.client import RegistryClient, json_object
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -140,10 +140,4 @@ def list_referrers(client: RegistryClient, repository: str, digest: str, artifac
 
 def _index(client: RegistryClient, repository: str, tag: str) -> dict:
     body = client.fetch_manifest(repository, tag)[0]
-    try:
-        index = json.loads(body)
-    except ValueError:
-        index = None
-    if not isinstance(index, dict):
-        raise OperationError(f"registry {client.host}: the referrers tag {repository}:{tag[:19]}... is not an image index")
-    return index
+    return json_object(body, f"registry {client.host}: the referrers tag {repository}:{tag[:19]}...")

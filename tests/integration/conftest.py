@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,13 @@ class Registry:
     host: str          # 127.0.0.1:PORT
     user: str
     password: str
+    root: Path | None = None   # its storage folder (config.yml, data/)
+
+    def blob(self, digest: str) -> Path:
+        """Where the registry keeps a blob on disk (distribution's filesystem driver)."""
+        assert self.root is not None
+        hexa = digest.removeprefix("sha256:")
+        return self.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexa[:2] / hexa / "data"
 
     def get(self, path: str, accept: str | None = None) -> tuple[int, dict[str, str], bytes]:
         """An authenticated GET against the registry's HTTP API."""
@@ -82,19 +90,24 @@ def stop_registry(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """A registry with htpasswd auth, for the whole session."""
-    root = tmp_path_factory.mktemp("registry")
-    user, password = "infra", "s3cret-test-only"
+@contextmanager
+def password_registry(root: Path, user: str, password: str) -> Iterator[Registry]:
+    """A registry with htpasswd auth for one user, stored under ``root``, for the time of the block."""
     htpasswd = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True)
     (root / "htpasswd").write_text(htpasswd.stdout)
     port = free_port()
     proc = start_registry(root, port, root / "htpasswd")
     try:
-        yield Registry(f"127.0.0.1:{port}", user, password)
+        yield Registry(f"127.0.0.1:{port}", user, password, root)
     finally:
         stop_registry(proc)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry with htpasswd auth, for the whole session."""
+    with password_registry(tmp_path_factory.mktemp("registry"), "infra", "s3cret-test-only") as running:
+        yield running
 
 
 @pytest.fixture

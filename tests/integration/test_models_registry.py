@@ -20,58 +20,24 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from infra.hardware.cache import fingerprint, write_cache
-from tests.integration.conftest import free_port, start_registry, stop_registry
+from tests.integration.conftest import Registry, password_registry
 from tests.integration.media_fixtures import detected, media  # noqa: F401
 
 CACHE = "shared-model-and-cache"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-@dataclass(frozen=True)
-class Reg:
-    host: str
-    user: str
-    password: str
-    root: Path
-
-    def blob(self, digest: str) -> Path:
-        hexa = digest.removeprefix("sha256:")
-        return self.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexa[:2] / hexa / "data"
-
-    def get(self, path: str, accept: str | None = None) -> tuple[int, bytes]:
-        import urllib.error
-        import urllib.request
-
-        request = urllib.request.Request(f"http://{self.host}{path}")
-        request.add_header("Authorization", "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode())
-        if accept:
-            request.add_header("Accept", accept)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-
 @pytest.fixture(scope="module")
-def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reg]:
-    root = tmp_path_factory.mktemp("model-registry")
-    user, password = "models", "model-pass-test-only"
-    htpasswd = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True)
-    (root / "htpasswd").write_text(htpasswd.stdout)
-    port = free_port()
-    proc = start_registry(root, port, root / "htpasswd")
-    try:
-        yield Reg(f"127.0.0.1:{port}", user, password, root)
-    finally:
-        stop_registry(proc)
+def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry of this module's own: the tests corrupt blobs on its disk."""
+    with password_registry(tmp_path_factory.mktemp("model-registry"), "models", "model-pass-test-only") as running:
+        yield running
 
 
 def docker_config(folder: Path, host: str | None = None, user: str = "", password: str = "") -> Path:
@@ -82,7 +48,7 @@ def docker_config(folder: Path, host: str | None = None, user: str = "", passwor
 
 
 @pytest.fixture(scope="module")
-def creds(tmp_path_factory: pytest.TempPathFactory, reg: Reg) -> Path:
+def creds(tmp_path_factory: pytest.TempPathFactory, reg: Registry) -> Path:
     return docker_config(tmp_path_factory.mktemp("docker-config"), reg.host, reg.user, reg.password)
 
 
@@ -129,7 +95,7 @@ def lock_of(ws: Path) -> dict:
 
 # --- the whole way: push, pull into a second workspace, a native job there ------------------------------------
 def test_a_model_pushed_from_one_workspace_runs_a_job_in_another(
-        tmp_path: Path, reg: Reg, creds: Path, model_cache: Path, ml_env: Path, media: dict, detected) -> None:  # noqa: F811
+        tmp_path: Path, reg: Registry, creds: Path, model_cache: Path, ml_env: Path, media: dict, detected) -> None:  # noqa: F811
     first, second = tmp_path / "first", tmp_path / "second"
     source = model_cache / "whisper" / "tiny.en"
     folder = first / CACHE / "whisper" / "tiny.en"
@@ -150,13 +116,13 @@ def test_a_model_pushed_from_one_workspace_runs_a_job_in_another(
                             for name in files}
 
     # What the registry holds: an OCI image manifest with the artifact type, a config, one titled layer per file.
-    status, body = reg.get(f"/v2/{repo}/manifests/latest", OCI_MANIFEST)
+    status, _, body = reg.get(f"/v2/{repo}/manifests/latest", OCI_MANIFEST)
     assert status == 200 and sha(body) == pin["manifest"]
     manifest = json.loads(body)
     assert manifest["artifactType"] == "application/vnd.infra.model.v1"
     assert manifest["config"]["mediaType"] == "application/vnd.infra.model.config.v1+json"
     assert [la["annotations"]["org.opencontainers.image.title"] for la in manifest["layers"]] == files
-    status, config = reg.get(f"/v2/{repo}/blobs/{manifest['config']['digest']}")
+    status, _, config = reg.get(f"/v2/{repo}/blobs/{manifest['config']['digest']}")
     assert status == 200 and json.loads(config)["model"] == "whisper/tiny.en"
     assert [f["path"] for f in json.loads(config)["files"]] == files
 
@@ -204,7 +170,7 @@ def test_a_model_pushed_from_one_workspace_runs_a_job_in_another(
 
 # --- pushes -------------------------------------------------------------------------------------------------------
 def test_a_push_killed_with_sigkill_uploads_only_what_is_missing_when_run_again(
-        tmp_path: Path, reg: Reg, creds: Path) -> None:
+        tmp_path: Path, reg: Registry, creds: Path) -> None:
     ws = tmp_path / "ws"
     files = {f"part{i}.bin": os.urandom(24 << 20) for i in range(6)}
     make_model(ws, "test/killed", files)
@@ -232,12 +198,12 @@ def test_a_push_killed_with_sigkill_uploads_only_what_is_missing_when_run_again(
     config_present = 1
     assert (result["present"], result["uploaded"]) == (len(present) + config_present, len(layers) - len(present))
     assert lock_of(ws)["models"]["test/killed"]["manifest"] == result["digest"]
-    status, body = reg.get("/v2/team/speech-models/test-killed/manifests/latest", OCI_MANIFEST)
+    status, _, body = reg.get("/v2/team/speech-models/test-killed/manifests/latest", OCI_MANIFEST)
     assert status == 200 and sha(body) == result["digest"]
 
 
 def test_a_model_changed_after_its_digest_was_locked_is_refused_until_the_lock_is_updated(
-        tmp_path: Path, reg: Reg, creds: Path) -> None:
+        tmp_path: Path, reg: Registry, creds: Path) -> None:
     ws = tmp_path / "ws"
     folder = make_model(ws, "test/changing", {"model.bin": os.urandom(4096), "config.json": b'{"v": 1}'})
     assert infra(ws, creds, "models", "push", "--registry", f"{reg.host}/team").returncode == 0
@@ -254,7 +220,7 @@ def test_a_model_changed_after_its_digest_was_locked_is_refused_until_the_lock_i
     assert lock_of(ws)["models"]["test/changing"]["files"]["config.json"]["digest"] == sha(b'{"v": 2}')
 
 
-def test_credentials_missing_or_wrong_stop_push_and_pull_in_one_line(tmp_path: Path, reg: Reg, creds: Path) -> None:
+def test_credentials_missing_or_wrong_stop_push_and_pull_in_one_line(tmp_path: Path, reg: Registry, creds: Path) -> None:
     ws = tmp_path / "ws"
     make_model(ws, "test/secret", {"model.bin": os.urandom(1024)})
     nobody = docker_config(tmp_path / "none")
@@ -324,7 +290,7 @@ def test_a_registry_that_refuses_the_artifact_type_leaves_nothing_pinned(tmp_pat
 
 # --- pulls ----------------------------------------------------------------------------------------------------------
 def test_a_corrupted_blob_fails_the_pull_and_leaves_nothing_that_looks_complete(
-        tmp_path: Path, reg: Reg, creds: Path) -> None:
+        tmp_path: Path, reg: Registry, creds: Path) -> None:
     ws, other = tmp_path / "ws", tmp_path / "other"
     weights = os.urandom(1 << 20)
     make_model(ws, "test/corrupt", {"a-config.json": b'{"corrupt": true}', "model.bin": weights})
@@ -350,7 +316,7 @@ def test_a_corrupted_blob_fails_the_pull_and_leaves_nothing_that_looks_complete(
     assert (cache / "test" / "corrupt" / "model.bin").read_bytes() == weights
 
 
-def test_a_model_not_in_the_lock_or_not_in_the_registry_is_refused(tmp_path: Path, reg: Reg, creds: Path) -> None:
+def test_a_model_not_in_the_lock_or_not_in_the_registry_is_refused(tmp_path: Path, reg: Registry, creds: Path) -> None:
     ws = tmp_path / "ws"
     make_model(ws, "test/known", {"model.bin": os.urandom(512)})
     assert infra(ws, creds, "models", "push", "--registry", f"{reg.host}/team").returncode == 0
@@ -368,7 +334,7 @@ def test_a_model_not_in_the_lock_or_not_in_the_registry_is_refused(tmp_path: Pat
 
 
 def test_bootstrap_from_registry_pulls_the_pinned_models_and_resumes_a_partial_blob(
-        tmp_path: Path, reg: Reg, creds: Path, detected) -> None:  # noqa: F811
+        tmp_path: Path, reg: Registry, creds: Path, detected) -> None:  # noqa: F811
     ws, fresh = tmp_path / "ws", tmp_path / "fresh"
     weights = os.urandom(3 << 20)
     make_model(ws, "test/booted", {"model.bin": weights, "vocabulary.txt": b"a\nb\n"})
