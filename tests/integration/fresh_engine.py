@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-SUBNET = "172.31.250.1/24"
-NETWORK = "172.31.250.0/24"
+OCTET = 20 + os.getpid() % 200          # one subnet per process: a test run and a benchmark may run at once
+SUBNET = f"172.31.{OCTET}.1/24"
+NETWORK = f"172.31.{OCTET}.0/24"
 
 
 def _rules(bridge: str) -> list[tuple[str, str, list[str]]]:
