@@ -93,7 +93,8 @@ def test_push_from_the_cli_matches_the_registry(built_stack, registry, docker_co
     for name, ref in pushed.items():
         digest = ref.split("@", 1)[1]
         status, headers, _ = registry.get(f"/v2/ci/speech-{name}/manifests/latest-native",
-                                          accept="application/vnd.docker.distribution.manifest.v2+json, "
+                                          accept="application/vnd.oci.image.index.v1+json, "
+                                                 "application/vnd.docker.distribution.manifest.v2+json, "
                                                  "application/vnd.oci.image.manifest.v1+json")
         assert status == 200 and headers["Docker-Content-Digest"] == digest
 
