@@ -40,7 +40,7 @@ def _root(
 
 from infra.cli import (  # noqa: E402  (the commands, registered below)
     base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, image_cmd, job_cmd, lock_cmd,
-    models_cmd, render_cmd, run_cmd, stack_cmd,
+    models_cmd, render_cmd, run_cmd, serve_cmd, stack_cmd,
 )
 
 app.add_typer(config_cmd.app, name="config")
@@ -54,6 +54,7 @@ app.command("bootstrap")(bootstrap_cmd.bootstrap)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(job_cmd.app, name="job")
 app.add_typer(env_cmd.app, name="env")
+app.command("serve")(serve_cmd.serve)
 app.command("up")(stack_cmd.up)
 app.command("down")(stack_cmd.down)
 app.command("ps")(stack_cmd.ps)

@@ -9,7 +9,6 @@ the rest carries on. Yields a Check per step and the fetchers' progress events.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,28 +27,10 @@ BootstrapEvent = Union[Check, FetchEvent]
 
 def read_hf_token(stack: Stack, environ: Mapping[str, str] | None = None) -> HubToken | None:
     """The Hugging Face token from the environment, else from the secrets file (the key in any casing)."""
-    environ = os.environ if environ is None else environ
-    name = stack.spec.secrets.hf_token_env
-    if environ.get(name, "").strip():
-        return HubToken(environ[name].strip(), f"environment variable {name}")
-    path = stack.workdir / stack.spec.secrets.file
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    values: dict[str, object] = {}
-    try:
-        loaded = json.loads(text)
-        values = loaded if isinstance(loaded, dict) else {}
-    except ValueError:
-        for line in text.splitlines():
-            key, sep, value = line.strip().removeprefix("export ").partition("=")
-            if sep and not key.startswith("#"):
-                values[key.strip()] = value.strip().strip("'\"")
-    for key, value in values.items():
-        if key.lower() == name.lower() and isinstance(value, str) and value.strip():
-            return HubToken(value.strip(), f"{stack.spec.secrets.file} ({key})")
-    return None
+    from infra.spec.secrets import read_secret
+
+    found = read_secret(stack, stack.spec.secrets.hf_token_env, environ)
+    return HubToken(*found) if found else None
 
 
 def needed_models(rec: Recommendation) -> list[str]:
