@@ -108,9 +108,10 @@ class JobService:
         folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=folder)
+        handle = tempfile.NamedTemporaryFile(prefix=".upload-", dir=folder, delete=False)   # noqa: SIM115
+        tmp = handle.name
         try:
-            with os.fdopen(fd, "wb") as out:
+            with handle as out:
                 while chunk := stream.read(CHUNK):
                     size += len(chunk)
                     if size > self.max_upload_bytes:
