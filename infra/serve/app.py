@@ -74,6 +74,7 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
                                 headers={"WWW-Authenticate": "Bearer"})
 
     guard = [Depends(authorized)]
+    app.state.guard = guard          # other route modules (compat, page) protect their routes with it
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
