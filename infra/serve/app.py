@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from infra.errors import BadInputError, InfraError
-from infra.serve import page
+from infra.serve import compat, page
 from infra.serve.service import JobOptions, JobService, NotFoundError, TooLargeError
 
 MEDIA_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt", "mp4": "video/mp4"}
@@ -120,4 +120,5 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
         return service.retry(job_id)
 
     page.register(app, service)
+    compat.register(app, service)
     return app
