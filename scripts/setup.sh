@@ -22,7 +22,8 @@ stop_package_registry() {
 }
 
 packages=(ffmpeg debootstrap espeak-ng)   # espeak-ng speaks `infra run --sample` when pyannote's sample is absent
-[ "$with_test" = 1 ] && packages+=(sox docker-registry apache2-utils)
+# chromium: the status page's browser test (tests/integration/test_status_page.py drives it with Playwright)
+[ "$with_test" = 1 ] && packages+=(sox docker-registry apache2-utils chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -22,6 +22,7 @@ def test_wheel_works_outside_the_repo(tmp_path: Path) -> None:
         assert "infra/_data/images/asr/image.yaml" in names
         assert {"infra/_data/templates/Dockerfile.j2", "infra/_data/templates/compose.yaml.j2",
                 "infra/_data/stages/__init__.py"} <= names
+        assert "infra/serve/templates/status.html" in names            # the status page's template
         zf.extractall(tmp_path / "site")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -43,3 +44,8 @@ def test_wheel_works_outside_the_repo(tmp_path: Path) -> None:
     # the built-in spec's lock travels with it: the rendered images install exactly what it pins
     assert "| pip install --require-hashes -r /dev/stdin" in \
         (elsewhere / ".infra/out/docker-cpu/dockerfiles/asr.Dockerfile").read_text()
+    # the status page's template is read from the installed package
+    page = subprocess.run([sys.executable, "-c", "from infra.serve.page import template; print(template().filename)"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert page.returncode == 0, page.stderr
+    assert page.stdout.strip() == str(tmp_path / "site" / "infra" / "serve" / "templates" / "status.html")
