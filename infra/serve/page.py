@@ -29,7 +29,7 @@ from infra.serve.service import RESULT_KINDS, JobService
 
 TEMPLATES = Path(__file__).parent / "templates"
 RESULT_LABELS = {"srt": "SRT", "vtt": "WebVTT", "mp4": "MP4"}
-ACTIVE = ("prepared", "pending", "queued", "running")
+ACTIVE = ("queued", "running")      # and any job whose film this service runs (running_here)
 
 
 @cache
