@@ -10,9 +10,10 @@ Routes (the OpenAPI schema is at /openapi.json):
 - ``GET /healthz``: unauthenticated, for health checks.
 
 Every error is a JSON body ``{"error": "...", "hint": "..."}`` with a 4xx code (400 bad input, 401 token,
-404 unknown, 409 conflict, 413 too large) or 500, and the service stays up. With a token set, every
-route but /healthz asks for it (``Authorization: Bearer TOKEN``, or ``?token=`` for links a browser
-follows); it is compared in constant time and never logged or echoed.
+404 unknown (routes too), 405 method, 409 conflict, 413 too large) or 500, and the service stays up. A body
+over the upload limit is refused before a route reads it (infra/serve/limits.py). With a token set, every
+route but /healthz asks for it, /openapi.json included (``Authorization: Bearer TOKEN``, or ``?token=`` for
+links a browser follows); it is compared in constant time and never logged or echoed.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.errors import BadInputError, InfraError
 from infra.serve import compat, page
-from infra.serve.service import JobOptions, JobService, NotFoundError, TooLargeError
+from infra.serve.limits import BodyLimit
+from infra.serve.service import ConflictError, JobOptions, JobService, NotFoundError, TooLargeError
 
 MEDIA_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt", "mp4": "video/mp4"}
 
@@ -36,6 +39,8 @@ def status_of(exc: InfraError) -> int:
         return 404
     if isinstance(exc, TooLargeError):
         return 413
+    if isinstance(exc, ConflictError):
+        return 409
     if isinstance(exc, BadInputError):
         return 400
     return 500
@@ -48,16 +53,21 @@ def error_body(message: str, hint: str | None = None) -> dict[str, str]:
 def create_app(service: JobService, token: str | None = None) -> FastAPI:
     """The app for one workspace's service; ``token`` None means no token (a loopback bind only)."""
     app = FastAPI(title="infra", summary="Films in, subtitles out: the speech pipeline over HTTP.",
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    app.add_middleware(BodyLimit, upload_limit=service.max_upload_bytes)
 
     @app.exception_handler(InfraError)
     async def infra_error(request: Request, exc: InfraError) -> JSONResponse:
         return JSONResponse(error_body(exc.message, exc.hint), status_code=status_of(exc))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)        # FastAPI's own, and the router's 404 and 405
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def broken(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body("the service failed on this request", "its log says why"), status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -81,6 +91,10 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
     @app.post("/api/jobs", status_code=202, dependencies=guard)
     def submit(file: Annotated[UploadFile | None, File()] = None, path: Annotated[str | None, Form()] = None,
                language: Annotated[str | None, Form()] = None, task: Annotated[str, Form()] = "transcribe",
@@ -89,9 +103,11 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
         """Submit a film: upload it (``file``) or name a file inside the workspace (``path``)."""
         if (file is None) == (path is None):
             raise BadInputError("give a file (multipart upload) or a path inside the workspace, one of them")
+        options = JobOptions(language=language or None, task=task, model=model or None, mode=mode or None,
+                             name=name or None)
+        service.check(options)                 # bad options keep the upload out of the workspace
         film = service.confined(path) if path is not None else service.save_upload(file.file, file.filename or "")
-        job_id = service.submit(film, JobOptions(language=language or None, task=task, model=model or None,
-                                                 mode=mode or None, name=name or None))
+        job_id = service.submit(film, options)
         return service.job(job_id)
 
     @app.get("/api/jobs", dependencies=guard)

@@ -18,7 +18,7 @@ log = logging.getLogger("infra.serve")
 
 
 class AccessLog:
-    """method, path (no query string), status, milliseconds."""
+    """method, path (as sent, no query string), status, milliseconds."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -38,7 +38,16 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            log.info("%s %s %d %.0f ms", scope["method"], scope["path"], status[0], (time.perf_counter() - start) * 1000)
+            log.info("%s %s %d %.0f ms", scope["method"], shown_path(scope), status[0],
+                     (time.perf_counter() - start) * 1000)
+
+
+def shown_path(scope: Scope) -> str:
+    """The request's path as it came (still percent-encoded, so no control character reaches the log), never its
+    query string."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else scope["path"]
+    return path.split("?", 1)[0].encode("ascii", "backslashreplace").decode("ascii")
 
 
 def run_server(stack: Stack, settings: ServeSettings) -> None:
