@@ -80,6 +80,7 @@ def save_upload(folder: Path, stream: BinaryIO, filename: str, limit: int) -> Pa
         if size == 0:
             raise BadInputError(f"{name}: the upload is empty")
         probe(Path(tmp), name)
+        os.chmod(tmp, 0o644)       # the temporary file's 0600 would hide it from the stack's workers (uid 10001)
         target = folder / digest.hexdigest()[:16] / name
         target.parent.mkdir(exist_ok=True)
         if not target.is_file():
