@@ -54,6 +54,8 @@ def _gb(n: int) -> str:
 
 
 def hardware_rows(hw: HardwareSnapshot) -> list[list[str]]:
+    from infra.hardware.enginegpu import gpu_access_text
+
     rows = [["host", f"{hw.host} ({hw.os})"],
             ["cpu", f"{hw.cpu.model}, {hw.cpu.physical_cores} physical / {hw.cpu.logical_cores} logical cores, "
                     f"{hw.cpu.arch}"],
@@ -72,8 +74,10 @@ def hardware_rows(hw: HardwareSnapshot) -> list[list[str]]:
     for name, tool in (("ffmpeg", hw.ffmpeg), ("ffprobe", hw.ffprobe)):
         rows.append([name, f"{tool.version} ({tool.path})" if tool.path else "not found"])
     d = hw.docker
-    rows.append(["docker", f"engine {d.engine}, buildx {d.buildx}, compose {d.compose}, NVIDIA runtime "
-                           f"{'yes' if d.nvidia_runtime else 'no'}" if d.engine else f"unavailable: {d.error}"])
+    rows.append(["docker", f"engine {d.engine}, buildx {d.buildx}, compose {d.compose}" if d.engine
+                 else f"unavailable: {d.error}"])
+    if d.engine:
+        rows.append(["docker gpu", gpu_access_text(d)])
     env = hw.native_env
     rows.append(["native env", f"{env.path}: Python {env.python}, torch {env.torch or 'none'}"
                                f"{f' (CUDA {env.torch_cuda})' if env.torch_cuda else ' (no CUDA)' if env.torch else ''}"

@@ -65,6 +65,22 @@ class Engine:
         with translate_errors("docker info"):
             return self.docker.info()
 
+    def raw_info(self) -> dict[str, Any]:
+        """`docker info` as the engine's JSON: every field, also those python-on-whales leaves out
+        (CDISpecDirs, DiscoveredDevices)."""
+        action = "docker info"
+        if self.cli_path() is None:
+            raise client_missing(action)
+        cmd = [*self._cli(), "info", "--format", "{{json .}}"]
+        proc = run_cli(cmd, action)
+        try:
+            data = json.loads(proc.stdout or "null")
+        except ValueError:
+            data = None
+        if proc.returncode != 0 or not isinstance(data, dict) or not data.get("ServerVersion"):
+            raise failure(action, cmd, proc.returncode or 1, proc.stderr or "no server information in its answer")
+        return data
+
     def buildx_version(self) -> str:
         with translate_errors("docker buildx version"):
             text = str(self.docker.buildx.version())

@@ -8,8 +8,10 @@ time), after sleeping ``build_seconds``; it fails like a failed BuildKit build
 recorded: ``calls`` in order, ``builds`` with their times and how many ran at
 once, ``runs``, ``pushes``. ``run_python`` answers with what ``python_output``
 holds for the image (:func:`probe_answer` writes what the native-env probe of a
-compatible or incompatible image prints). With ``available=False`` every call
-fails as it does when no Docker engine answers.
+compatible or incompatible image prints). ``raw_info`` is `docker info` of an
+engine with runc alone, ``info_fields`` (Runtimes, CDISpecDirs,
+DiscoveredDevices) laid over it. With ``available=False`` every call fails as
+it does when no Docker engine answers.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ class FakeEngine:
                  default_python_output: str | None = None, run_exit: int | Callable[[RunRecord], int] = 0,
                  run_output: str = "", fail_pushes: Mapping[str, str] | None = None, remote: Iterable[str] = (),
                  logged_in: Iterable[str] = (), builders: Iterable[str] = ("default",),
-                 swarm: tuple[str, bool] = ("inactive", False), available: bool = True) -> None:
+                 swarm: tuple[str, bool] = ("inactive", False), available: bool = True,
+                 info_fields: Mapping[str, Any] | None = None) -> None:
         self.images: dict[str, ImageInfo] = {}
         self.fail_builds = set(fail_builds)
         self.build_seconds = build_seconds
@@ -95,6 +98,7 @@ class FakeEngine:
         self.builders = set(builders)
         self.swarm = swarm
         self.available = available
+        self.info_fields = dict(info_fields or {})     # `docker info` fields over the defaults (Runtimes, CDI...)
         self.calls: list[tuple[str, ...]] = []
         self.builds: list[BuildRecord] = []
         self.runs: list[RunRecord] = []
@@ -145,6 +149,20 @@ class FakeEngine:
         state, manager = self.swarm
         return SimpleNamespace(server_version="28.5.0", ncpu=2,
                                swarm=SimpleNamespace(local_node_state=state, control_available=manager))
+
+    def buildx_version(self) -> str:
+        self._call("buildx_version")
+        return "github.com/docker/buildx 0.29.1 0.29.1"
+
+    def compose_version(self) -> str:
+        self._call("compose_version")
+        return "2.40.3"
+
+    def raw_info(self) -> dict[str, Any]:
+        self._call("raw_info")
+        return {"ServerVersion": "28.5.0", "NCPU": 2, "DefaultRuntime": "runc",
+                "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "runc": {"path": "runc"}},
+                "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"], **self.info_fields}
 
     def inspect_images(self, refs: Iterable[str]) -> dict[str, ImageInfo | None]:
         wanted = list(dict.fromkeys(refs))

@@ -45,6 +45,10 @@ class EngineAPI(Protocol):
         """The engine's `docker info` (its .swarm has local_node_state and control_available)."""
         ...
 
+    def raw_info(self) -> dict[str, Any]:
+        """`docker info` as the engine's JSON (Runtimes, CDISpecDirs, DiscoveredDevices, ServerVersion, ...)."""
+        ...
+
     def inspect_images(self, refs: Iterable[str]) -> dict[str, ImageInfo | None]:
         """Every ref mapped to its local image, or None when there is none; one engine call for all."""
         ...

@@ -130,14 +130,18 @@ def tool_version(name: str) -> ToolInfo:
     return ToolInfo(path=path, version=match.group(1) if match else first.strip())
 
 
-def detect_docker() -> DockerInfo:
-    """Engine version, buildx, compose and the runtimes, through the one adapter (three CLI calls at once)."""
-    from infra.engine import Engine
+def detect_docker(engine: Any = None) -> DockerInfo:
+    """Engine version, buildx, compose, and whether containers can get the GPU (infra/hardware/enginegpu.py),
+    through the one adapter (three CLI calls at once); ``engine`` stands in for it in tests."""
     from infra.errors import EngineError
+    from infra.hardware.enginegpu import docker_gpu_facts, nvidia_hook
 
-    engine = Engine()
-    if engine.cli_path() is None:
-        return DockerInfo(error="docker CLI not found on PATH")
+    if engine is None:
+        if shutil.which("docker") is None:
+            return DockerInfo(error="docker CLI not found on PATH", nvidia_hook=nvidia_hook())
+        from infra.engine import Engine
+
+        engine = Engine()
 
     def safe(probe: Any) -> tuple[Any, str | None]:
         try:
@@ -147,16 +151,14 @@ def detect_docker() -> DockerInfo:
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         info_f, buildx_f, compose_f = (pool.submit(safe, p) for p in
-                                       (engine.info, engine.buildx_version, engine.compose_version))
+                                       (engine.raw_info, engine.buildx_version, engine.compose_version))
     info, error = info_f.result()
     buildx, _ = buildx_f.result()
     compose, _ = compose_f.result()
-    runtimes = sorted((getattr(info, "runtimes", None) or {}).keys()) if info else []
-    hook = shutil.which("nvidia-container-runtime-hook") or shutil.which("nvidia-ctk")
-    return DockerInfo(engine=str(info.server_version) if info else None,
+    return DockerInfo(engine=str(info["ServerVersion"]) if info else None,
                       buildx=".".join(map(str, version_tuple(buildx.split(" ", 1)[-1]))) if buildx else None,
                       compose=".".join(map(str, version_tuple(compose))) if compose else None,
-                      runtimes=runtimes, nvidia_runtime="nvidia" in runtimes or hook is not None, error=error)
+                      error=error, **docker_gpu_facts(info or {}, nvidia_hook()))
 
 
 def detect_native_env(path: Path) -> NativeEnvInfo:

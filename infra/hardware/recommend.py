@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from infra.errors import BadInputError
+from infra.hardware.enginegpu import gpu_access
 from infra.hardware.snapshot import GpuClass, HardwareSnapshot, Model
 from infra.spec.modes import MODES, Mode, check_mode
 
@@ -124,10 +125,11 @@ def chunk_length(ram_gb: float) -> int:
 def choose_mode(hw: HardwareSnapshot, allowed: tuple[str, ...]) -> tuple[Mode, str]:
     """The mode by the table, or the first allowed one in the same order of preference."""
     engine = hw.docker.engine is not None
-    if hw.gpu_class == "cuda" and engine and hw.docker.nvidia_runtime:
-        order, why = ("docker-gpu", "native", "docker-cpu"), "CUDA GPU and Docker's NVIDIA runtime"
+    if hw.gpu_class == "cuda" and engine and gpu_access(hw.docker):
+        order, why = ("docker-gpu", "native", "docker-cpu"), "CUDA GPU, and Docker can give containers the GPU"
     elif hw.gpu_class == "cuda":
-        order, why = ("native", "docker-gpu", "docker-cpu"), "CUDA GPU, but Docker has no NVIDIA runtime"
+        order, why = ("native", "docker-gpu", "docker-cpu"), ("CUDA GPU, but Docker cannot give containers the GPU "
+                                                               "(no NVIDIA runtime, CDI devices or toolkit hook)")
     elif hw.gpu_class == "mps":
         order, why = ("native", "docker-cpu"), "Apple MPS: containers cannot reach Metal"
     elif engine:
@@ -153,9 +155,9 @@ def recommend(hw: HardwareSnapshot, mode: Mode | None = None,
         if mode == "docker-gpu" and hw.gpu_class != "cuda":
             raise BadInputError(f"--mode docker-gpu needs a CUDA GPU, but this machine is {hw.gpu_class}: "
                                 f"{hw.gpu_class_reason}", hint="use --mode docker-cpu or native, or leave --mode out")
-        if mode == "docker-gpu" and not hw.docker.nvidia_runtime:
-            warnings.append("Docker has no NVIDIA runtime: containers will not see the GPU "
-                            "(install the NVIDIA Container Toolkit)")
+        if mode == "docker-gpu" and not gpu_access(hw.docker):
+            warnings.append("Docker has no NVIDIA runtime, NVIDIA CDI devices or toolkit hook: containers will not "
+                            "see the GPU (install the NVIDIA Container Toolkit)")
         reasons.append(f"mode {mode}: asked for with --mode")
     if hw.gpu_class == "cuda-unavailable":
         warnings.append(f"an NVIDIA GPU is present but cannot be used, so the ML stages run on the CPU: "
@@ -212,8 +214,9 @@ def rules_markdown() -> str:
         ("", f"otherwise (also a GPU below compute capability {legacy})", "cpu"),
         ("torch support", f"compute capability ≥ {full} / {legacy} up to {full} / below {legacy}",
          "full / legacy / incompatible"),
-        ("mode", "cuda and Docker has the NVIDIA runtime", "docker-gpu"),
-        ("", "cuda without that runtime; mps", "native"),
+        ("mode", "cuda, and Docker can give containers the GPU (NVIDIA runtime, NVIDIA CDI devices or the "
+                 "toolkit's hook)", "docker-gpu"),
+        ("", "cuda without any of those; mps", "native"),
         ("", "cpu or cuda-unavailable, a Docker engine answers", "docker-cpu"),
         ("", "no Docker engine", "native"),
     ]

@@ -88,8 +88,11 @@ class DockerInfo(Model):
     buildx: str | None = None
     compose: str | None = None
     runtimes: list[str] = []
-    nvidia_runtime: bool = False
-    error: str | None = None
+    nvidia_runtime: bool = False     # "nvidia" among docker info's Runtimes
+    cdi_spec_dirs: list[str] = []    # docker info's CDISpecDirs: empty when CDI is off
+    cdi_devices: list[str] = []      # docker info's DiscoveredDevices from CDI, e.g. nvidia.com/gpu=0
+    nvidia_hook: str | None = None   # nvidia-container-runtime-hook on this host's PATH
+    error: str | None = None         # infra/hardware/enginegpu.py judges whether containers can get the GPU
 
 
 class NativeEnvInfo(Model):

@@ -1,11 +1,12 @@
 """The running stack on one machine: `infra up`, `down`, `ps` and `logs` through compose v2.
 
-`up` renders the mode, makes sure every image the services use is built and
-current (building them with --build), checks that each image can load the
-native environment it will mount, hands the workspace to the images' user,
-and starts the services with compose, waiting until they are healthy. A
-failure or Ctrl-C on the way takes the project down again, so nothing is left
-half-started.
+`up` refuses docker-gpu on an engine that cannot give containers an NVIDIA
+GPU (infra/hardware/enginegpu.py), renders the mode, makes sure every image the
+services use is built and current (building them with --build), checks that
+each image can load the native environment it will mount, hands the workspace
+to the images' user, and starts the services with compose, waiting until they
+are healthy. A failure or Ctrl-C on the way takes the project down again, so
+nothing is left half-started.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def stack_up(stack: Stack, mode: str, build: bool = False, scales: dict[str, int
                             "a job submitted to them would wait for vad and asr forever",
                             hint="use `infra up --mode docker-cpu` (or docker-gpu); natively, `infra run` or "
                                  "`infra job run` runs a job")
+    if mode == "docker-gpu":
+        from infra.hardware.enginegpu import require_gpu_engine
+
+        require_gpu_engine(engine)          # before anything renders, builds or starts
     services = set(_compose_services(stack, mode))
     for name in scales or {}:
         if name not in services:
