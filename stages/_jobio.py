@@ -3,11 +3,13 @@
 ``run_stage(name, work)`` is each stage program's ``main``. It reads job.json from
 the job directory (the first argument, else the current directory), marks the
 stage ``running``, calls ``work(ctx)``, and then writes the stage's result record
-(``results/<stage>.json``: status, seconds, versions, details) and its entry in
-job.json (``done`` or ``failed``). A StageError becomes one line on stderr and
-exit code 2 (bad input) or 1 (the work failed); any other exception is reported
-the same way with its type, and its traceback goes to stderr before that line,
-for the log.
+(``results/<stage>.json``: status, seconds, versions, details, and
+``device_used``, the device it really ran on and why: stages/_device.py) and its
+entry in job.json (``done`` or ``failed``, with the same ``device_used``). A
+StageError becomes one line on stderr and exit code 2 (bad input, or a device
+the job asks for that this machine cannot give) or 1 (the work failed); any
+other exception is reported the same way with its type, and its traceback goes
+to stderr before that line, for the log.
 
 A write that fails (the disk is full, or any other OSError while writing) ends
 the stage with one line, ``disk full while writing X`` or ``cannot write X: ...``,
@@ -100,6 +102,7 @@ class StageContext:
     job: dict[str, Any]
     versions: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    device_used: dict[str, Any] | None = None     # set by stages/_device.py; see device_record
 
     @property
     def config(self) -> dict[str, Any]:
@@ -195,12 +198,21 @@ def run_stage(name: str, work: Callable[[StageContext], None], argv: list[str] |
     seconds = round(time.perf_counter() - clock, 3)
     peak_mb, parts = peak_rss()
     record = {"stage": name, "job": ctx.job.get("id"), "status": status, "started": started, "finished": now_text(),
-              "seconds": seconds, "peak_rss_mb": peak_mb, "peak_rss": parts,
+              "seconds": seconds, "peak_rss_mb": peak_mb, "peak_rss": parts, "device_used": device_record(ctx, status),
               "versions": ctx.versions, "details": ctx.details, "error": error}
     error, code = record_result(ctx, record, error, code)
     if error:
         print(f"{name}: {error}", file=sys.stderr)
     return code
+
+
+def device_record(ctx: StageContext, status: str) -> dict[str, Any] | None:
+    """The device the stage really used and why (stages/_device.py); a stage that finished without choosing one
+    has no GPU work: the CPU. None when it failed before choosing."""
+    if ctx.device_used is not None or status != "done":
+        return ctx.device_used
+    return {"device": "cpu", "requested": ctx.device, "reason": f"stage {ctx.name} has no GPU work: it runs on the CPU",
+            "fallback": False}
 
 
 def run_work(ctx: StageContext, work: Callable[[StageContext], None]) -> tuple[str, str | None, int]:
@@ -234,7 +246,7 @@ def record_result(ctx: StageContext, record: dict[str, Any], error: str | None, 
     try:
         update_stage_entry(job_dir, name, status=record["status"], finished=record["finished"],
                            seconds=record["seconds"], peak_rss_mb=record["peak_rss_mb"], error=record["error"],
-                           result=result)
+                           device_used=record["device_used"], result=result)
     except OSError as exc:
         error, code = error or f"cannot record the result: {write_failure(JOB_FILE, exc)}", code or FAILED
     except JobFileError as exc:

@@ -83,14 +83,3 @@ def pyannote_input(samples: object, sample_rate: int) -> dict:
     import torch
 
     return {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": sample_rate}
-
-
-def torch_device(name: str) -> object:
-    """The job's device for a torch stage; the CPU when torch cannot use the one asked for."""
-    import torch
-
-    if name == "cuda" and torch.cuda.is_available():
-        return torch.device("cuda")
-    if name == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")

@@ -2,11 +2,14 @@
 
 The model, compute type, batch size, chunk length, language (null: detect) and
 task (transcribe, or translate into English) come from job.json's config; the
-device from the stage's entry. The weights come from the shared model cache
-only: a model that is not there fails with the command that fetches it, and
-nothing is downloaded. Neighbouring speech segments are joined into windows of
-at most one chunk, which Whisper decodes one by one (batch size 1) or in
-batches (faster-whisper's batched pipeline).
+device from the stage's entry (stages/_device.py: on cuda the model is loaded
+and its encoder run once before any span, so that a CUDA library that does not
+load ends the stage at once, or moves it to the CPU where the job allows it).
+The weights come from the shared model cache only: a model that is not there
+fails with the command that fetches it, and nothing is downloaded.
+Neighbouring speech segments are joined into windows of at most one chunk,
+which Whisper decodes one by one (batch size 1) or in batches (faster-whisper's
+batched pipeline).
 
 A film is worked through span by span (config ``span_s``, default 300 s of
 media): the windows are grouped into spans cut in the silence between two
@@ -42,6 +45,8 @@ from typing import Any
 
 from stages._audio import AUDIO_FILE, read_wav_span, wav_duration_s
 from stages._checkpoints import Checkpoints, digest_of, file_digest, file_identity
+from stages._device import (CPU_COMPUTE_TYPE, DeviceUsed, choose, ctranslate2_problem, cuda_failure, fall_back,
+                            first_line)
 from stages._jobio import StageContext, StageError, StageInputError, StageMeter, main_of
 from stages._models import model_source, package_version, whisper_dir
 
@@ -135,15 +140,63 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def load_model(folder: Any, device: str, compute_type: str) -> Any:
+def open_model(folder: Any, device: str, compute_type: str) -> Any:
     from faster_whisper import WhisperModel
 
+    return WhisperModel(str(folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads(),
+                        local_files_only=True)
+
+
+def load_failure(folder: Any, device: str, compute_type: str, exc: BaseException) -> StageError:
+    return StageError(f"cannot load the Whisper model from {folder} on {device} with {compute_type}: "
+                      f"{(str(exc).splitlines() or [exc.__class__.__name__])[0]}")
+
+
+def load_model(folder: Any, device: str, compute_type: str) -> Any:
     try:
-        return WhisperModel(str(folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads(),
-                            local_files_only=True)
+        return open_model(folder, device, compute_type)
     except (RuntimeError, ValueError) as exc:
-        raise StageError(f"cannot load the Whisper model from {folder} on {device} with {compute_type}: "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise load_failure(folder, device, compute_type, exc) from None
+
+
+def ctranslate2_works(device: str) -> str:
+    import ctranslate2
+
+    return f"ctranslate2 {ctranslate2.__version__} sees {ctranslate2.get_cuda_device_count()} CUDA device(s)"
+
+
+def cpu_compute_type(wanted: str) -> str:
+    """The job's compute type when CTranslate2 has CPU kernels for it, else int8 (the CPU rows' type)."""
+    import ctranslate2
+
+    if wanted in ("default", "auto") or wanted in ctranslate2.get_supported_compute_types("cpu"):
+        return wanted
+    return CPU_COMPUTE_TYPE
+
+
+def warm_up(model: Any) -> None:
+    """The model's encoder once, on 30 s of silence (its first matrix products)."""
+    import numpy as np
+
+    extractor = model.feature_extractor
+    model.encode(extractor(np.zeros(extractor.n_samples, dtype=np.float32))[..., :extractor.nb_max_frames])
+
+
+def cuda_model(ctx: StageContext, folder: Path, compute_type: str, chosen: DeviceUsed) -> tuple[Any, DeviceUsed]:
+    """The model on cuda, its encoder run once on 30 s of silence: CTranslate2 opens cuBLAS at its first matrix
+    product, so a CUDA library that does not load is found here, before any span, and not in the middle of the
+    film. On such a failure: (None, the CPU) when the job allows falling back, else DeviceUnavailable."""
+    try:
+        model = open_model(folder, "cuda", compute_type)
+        warm_up(model)
+    except Exception as exc:  # noqa: BLE001 - CUDA's own failures are sorted from the rest just below
+        if not cuda_failure(exc):
+            raise load_failure(folder, "cuda", compute_type, exc) from None
+        return None, fall_back(ctx, "cuda", f"ctranslate2 {package_version('ctranslate2')} failed on cuda "
+                                            f"({first_line(exc)})")
+    used = DeviceUsed("cuda", "cuda", f"{chosen.reason}; the model loaded in {compute_type} and its encoder ran")
+    ctx.device_used = used.as_dict()
+    return model, used
 
 
 def transcribe(model: Any, samples: Any, windows: list[dict[str, float]], options: dict[str, Any],
@@ -217,16 +270,20 @@ def asr(ctx: StageContext) -> None:
     task = str(cfg.get("task") or "transcribe")
     if task not in TASKS:
         raise StageInputError(f"config.task {task!r} is not a task ({', '.join(TASKS)})")
-    compute_type = str(cfg.get("compute_type") or "default")
+    wanted_type = str(cfg.get("compute_type") or "default")
     batch_size = max(1, int(cfg.get("batch_size") or 1))
     chunk_s = float(cfg.get("chunk_length_s") or DEFAULT_CHUNK_S)
     span_s = span_length_s(cfg)
     audio, vad_file = ctx.require(AUDIO_FILE, made_by="demux")[0], ctx.require(VAD_FILE, made_by="vad")[0]
     duration = wav_duration_s(audio)
     windows = speech_windows(ctx.read_json(VAD_FILE, made_by="vad").get("segments", []), chunk_s)
-    device = "cuda" if ctx.device == "cuda" else "cpu"
     ctx.versions.update({"faster-whisper": package_version("faster-whisper"),
                          "ctranslate2": package_version("ctranslate2")})
+    used, model = choose(ctx, ctranslate2_problem, ctranslate2_works), None
+    if used.device == "cuda":
+        model, used = cuda_model(ctx, folder, wanted_type, used)
+    device = str(used.device)
+    compute_type = cpu_compute_type(wanted_type) if used.fallback else wanted_type
     language = cfg.get("language") or None
     spans = group_spans(windows, span_s, duration)
     settings = {"model": name, "task": task, "language": language, "compute_type": compute_type,
@@ -239,7 +296,7 @@ def asr(ctx: StageContext) -> None:
     found = resumable(parts, spans, keys, detect=language is None)
     resumed_s = round(sum(spans[i].length for i in found), 3)
     meter = ctx.progress(duration, resumed_s)
-    model, covered_s, records, first = None, resumed_s, [], None
+    covered_s, records, first = resumed_s, [], None
     for span in spans:
         data = found.get(span.index)
         if data is None:
@@ -263,6 +320,8 @@ def asr(ctx: StageContext) -> None:
         "duration_s": duration, "span_s": span_s, "spans": [{"start": s.start, "end": s.end} for s in spans],
         "windows": windows, "segments": records})
     parts.clear()
+    if compute_type != wanted_type:
+        ctx.details["compute_type_requested"] = wanted_type
     ctx.details.update({"model": name, "device": device, "compute_type": compute_type, "batch_size": batch_size,
                         "language": detected, "windows": len(windows), "segments": len(records),
                         "words": sum(len(r["words"]) for r in records), "audio_s": duration,

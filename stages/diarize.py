@@ -26,6 +26,9 @@ length. Threads: torch's intra-op threads follow INFRA_THREADS when it is set;
 numpy's BLAS runs on one thread, so the mel features, and so the checkpoints, do
 not depend on the thread split.
 
+Both backends run in torch on the job's device, or fail with one line saying why torch cannot use it (the CPU
+instead only when the job allows it: stages/_device.py).
+
 Speakers are named SPEAKER_00, SPEAKER_01, ... in order of first speech.
 Usage: python3 -m stages.diarize [JOB_DIR]
 """
@@ -44,8 +47,9 @@ from typing import Any
 
 from infra.jobproto import StageProgress, temporary_beside
 from stages._audio import AUDIO_FILE, SAMPLE_RATE, read_wav, read_wav_span, wav_duration_s, wav_spans
+from stages._device import torch_device
 from stages._jobio import StageContext, StageInputError, main_of
-from stages._models import package_version, pyannote_input, pyannote_pipeline_dir, torch_device
+from stages._models import package_version, pyannote_input, pyannote_pipeline_dir
 
 NAME = "diarize"
 JSON_OUTPUT = "diarization.json"
@@ -73,11 +77,11 @@ def renamed_by_first_speech(turns: list[dict[str, Any]]) -> list[dict[str, Any]]
     return [{**t, "speaker": names[t["speaker"]]} for t in ordered]
 
 
-def pyannote_turns(samples: Any, folder: Any, max_speakers: int, device: str) -> list[dict[str, Any]]:
+def pyannote_turns(samples: Any, folder: Any, max_speakers: int, device: Any) -> list[dict[str, Any]]:
     from pyannote.audio import Pipeline
 
     pipeline = Pipeline.from_pretrained(str(folder))
-    pipeline.to(torch_device(device))
+    pipeline.to(device)
     output = pipeline(pyannote_input(samples, SAMPLE_RATE), max_speakers=max_speakers)
     annotation = getattr(output, "speaker_diarization", output)
     return [{"start": round(seg.start, 3), "end": round(seg.end, 3), "speaker": str(label)}
@@ -162,14 +166,13 @@ def write_part(path: Path, key: str, starts: list[int], emb: Any) -> None:
         raise
 
 
-def offline_turns(ctx: StageContext, audio: Path, max_speakers: int, span_s: float
+def offline_turns(ctx: StageContext, audio: Path, max_speakers: int, span_s: float, device: Any
                   ) -> tuple[list[dict[str, Any]], dict[str, Any], StageProgress]:
     """The resemblyzer backend, span by span with checkpoints: turns, facts, and the stage's progress."""
     import numpy as np
 
     from stages import _speakers as sp
 
-    device = torch_device(ctx.device)
     total_s = wav_duration_s(audio)
     speech = sp.scan_speech(block for _, block in wav_spans(audio, MASK_BLOCK_S))
     starts = sp.window_starts(speech)
@@ -226,18 +229,20 @@ def diarize(ctx: StageContext) -> None:
     span_s, threads = span_seconds(ctx.config), thread_count()
     folder = pyannote_pipeline_dir(ctx.model_cache())
     ctx.details["torch_threads"] = threads
+    if folder is None:
+        ctx.details["blas_threads"] = pin_blas_threads()      # before torch (and so numpy) loads
+    device = torch_device(ctx)                                  # the job's device, or one line saying why not
     if folder is not None:
         backend = "pyannote"         # the whole film in memory at once, no checkpoints: see the docstring
         set_torch_threads(threads)
         progress = StageProgress(ctx.job_dir, NAME, wav_duration_s(audio))
-        turns = pyannote_turns(read_wav(audio), folder, max_speakers, ctx.device)
+        turns = pyannote_turns(read_wav(audio), folder, max_speakers, device)
         facts: dict[str, Any] = {"model": str(folder)}
         ctx.versions["pyannote.audio"] = package_version("pyannote.audio")
     else:
         backend = "resemblyzer"
-        ctx.details["blas_threads"] = pin_blas_threads()
         set_torch_threads(threads)
-        turns, facts, progress = offline_turns(ctx, audio, max_speakers, span_s)
+        turns, facts, progress = offline_turns(ctx, audio, max_speakers, span_s, device)
         facts["model"] = "resemblyzer GE2E (pretrained.pt in the resemblyzer package)"
         ctx.versions.update({"resemblyzer": package_version("resemblyzer"), "webrtcvad": package_version("webrtcvad")})
     ctx.versions.update({"torch": package_version("torch"), "numpy": package_version("numpy")})

@@ -6,7 +6,9 @@ Two backends, the first that can run:
   the model cache (they are gated on the hub, so `infra bootstrap` fetches them
   only with a token);
 - ``silero``: Silero VAD v6 from the ONNX file that faster-whisper's wheel ships,
-  run by onnxruntime; no torch, no download.
+  run by onnxruntime; no torch, no download. It runs on the CPU whatever device
+  the job asks for (a small model, as faster-whisper runs it); the result record's
+  ``device_used`` says so.
 
 Segments longer than the job's chunk length are cut, so that each fits one
 Whisper window: Silero cuts at a short pause where there is one, pyannote's
@@ -38,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from stages._audio import AUDIO_FILE, SAMPLE_RATE, read_wav, wav_duration_s, wav_spans
+from stages._device import cpu_only, torch_device
 from stages._jobio import StageContext, StageMeter, main_of
-from stages._models import package_version, pyannote_input, pyannote_segmentation, torch_device
+from stages._models import package_version, pyannote_input, pyannote_segmentation
 
 NAME = "vad"
 OUTPUT = "vad.json"
@@ -195,12 +198,12 @@ def silero_segments(audio: Path, max_speech_s: float, meter: StageMeter | None =
             for a, b in tracker.finish(read)], read
 
 
-def pyannote_segments(samples: Any, folder: Any, device: str) -> list[dict[str, float]]:
+def pyannote_segments(samples: Any, folder: Any, device: Any) -> list[dict[str, float]]:
     from pyannote.audio import Model
     from pyannote.audio.pipelines import VoiceActivityDetection
 
     model = Model.from_pretrained(str(folder))
-    model.to(torch_device(device))
+    model.to(device)
     pipeline = VoiceActivityDetection(segmentation=model)
     pipeline.instantiate({"min_duration_on": MIN_SPEECH_MS / 1000, "min_duration_off": MIN_SILENCE_MS / 1000})
     speech = pipeline(pyannote_input(samples, SAMPLE_RATE))
@@ -226,13 +229,15 @@ def vad(ctx: StageContext) -> None:
     segmentation = pyannote_segmentation(ctx.model_cache())
     if segmentation is not None:
         backend = "pyannote"
+        device = torch_device(ctx)                   # the job's device, or one line saying why not
         samples = read_wav(audio)                    # whole: see the module's docstring
-        segments = split_long(pyannote_segments(samples, segmentation, ctx.device), max_s)
+        segments = split_long(pyannote_segments(samples, segmentation, device), max_s)
         read = len(samples)
         ctx.versions["pyannote.audio"] = package_version("pyannote.audio")
         ctx.details["model"] = str(segmentation)
     else:
         backend = "silero"
+        cpu_only(ctx, "Silero VAD runs in onnxruntime on the CPU (its CPU provider, as faster-whisper runs it)")
         segments, read = silero_segments(audio, max_s, meter)
         ctx.versions.update({"faster-whisper": package_version("faster-whisper"),
                              "onnxruntime": package_version("onnxruntime")})

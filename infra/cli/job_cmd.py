@@ -26,6 +26,7 @@ def prepare(
     audio_language: opt.AudioLanguage = None,
     name: opt.Name = None,
     user: opt.User = None,
+    allow_cpu_fallback: opt.AllowCpuFallback = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print job.json.")] = False,
 ) -> None:
     """Check MEDIA with ffprobe, claim a job id, make the job directory (and clip) and write job.json."""
@@ -34,7 +35,7 @@ def prepare(
     from infra.jobs.prepare import prepare_job
 
     checked = opt.job_request(Path(media), start, end, workflow, mode, language, model, task, name, user,
-                              audio_track, audio_language)
+                              audio_track, audio_language, allow_cpu_fallback)
     probe = MediaProbe(Path(media))       # ffprobe reads the file while the spec and the cache load
     job = prepare_job(load(), checked, probe=probe)
     data = job.data
@@ -133,8 +134,20 @@ def stage_row(job_dir: Path, entry: dict) -> list[str]:
     memory = f"{entry['peak_rss_mb']:.0f} MB" if entry.get("peak_rss_mb") is not None else ""
     status, error = entry.get("status", "pending"), entry.get("error") or ""
     status = error if error.startswith(status) else f"{status}: {error}" if error else status
-    return [entry["name"], status, entry.get("device", ""), str(entry.get("threads") or ""),
+    return [entry["name"], status, device_text(entry), str(entry.get("threads") or ""),
             progress_text(progress) if progress else "", wall, memory]
+
+
+def device_text(entry: dict) -> str:
+    """The device asked for, and the one the stage really used when that differs (its result's device_used)."""
+    asked, used = str(entry.get("device", "")), entry.get("device_used") or {}
+    if not used:
+        return asked
+    if used.get("device") is None:
+        return f"{asked} (unusable)"
+    if used.get("fallback"):
+        return f"cpu (fallback from {asked})"
+    return asked if used["device"] == asked else f"{used['device']} (asked {asked})"
 
 
 @app.command("submit")

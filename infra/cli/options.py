@@ -19,6 +19,9 @@ Model = Annotated[Optional[str], typer.Option("--model", help="Whisper model, e.
 Task = Annotated[str, typer.Option("--task", help="transcribe, or translate into English.")]
 AudioTrack = Annotated[Optional[int], typer.Option("--audio-track", metavar="N", help="Decode this audio track: 0 is the first audio stream, 1 the second (default: the first).")]
 AudioLanguage = Annotated[Optional[str], typer.Option("--audio-language", metavar="TAG", help="Decode the first audio track tagged with this language, as ffprobe shows it, e.g. hin or eng.")]
+AllowCpuFallback = Annotated[bool, typer.Option(
+    "--allow-cpu-fallback", help="A GPU stage that cannot use the GPU runs on the CPU and records why "
+                                 "(default: it fails with one line saying why).")]
 Name = Annotated[Optional[str], typer.Option("--name", help="A label for the job.")]
 User = Annotated[Optional[str], typer.Option("--user", help="Whose job (default: the login name).")]
 Sequential = Annotated[bool, typer.Option("--sequential", help="One stage at a time, each with every CPU thread (default: stages whose inputs are ready run side by side).")]
@@ -42,10 +45,11 @@ JsonFilms = Annotated[bool, typer.Option(
 def job_request(media: Path, start: Optional[str], end: Optional[str], workflow: str, mode: Optional[str],
                 language: Optional[str], model: Optional[str], task: str, name: Optional[str],
                 user: Optional[str], audio_track: Optional[int] = None,
-                audio_language: Optional[str] = None) -> CheckedRequest:
+                audio_language: Optional[str] = None, allow_cpu_fallback: bool = False) -> CheckedRequest:
     """The job options of `infra run` and `infra job prepare`, checked (before the spec loads) in one place."""
     from infra.jobs.prepare import JobRequest, check_request
 
     return check_request(JobRequest(media=media, start=start, end=end, workflow=workflow, mode=mode,
                                     language=language, name=name, user=user, whisper_model=model, task=task,
-                                    audio_track=audio_track, audio_language=audio_language))
+                                    audio_track=audio_track, audio_language=audio_language,
+                                    allow_cpu_fallback=allow_cpu_fallback))

@@ -49,6 +49,7 @@ def run(
     timeout: opt.SubmitTimeout = 6 * 3600.0,
     json_out: opt.JsonFilms = False,
     sequential: opt.Sequential = False,
+    allow_cpu_fallback: opt.AllowCpuFallback = False,
 ) -> None:
     """Prepare a job per film and run its stages (or skip it when it is done): prints where the subtitles are."""
     from infra.cli.context import load
@@ -61,7 +62,7 @@ def run(
     if (not media) == (not sample):
         raise BadInputError("give MEDIA or --sample (one of them)")
     checked = opt.job_request(Path(media[0] if media else "."), start, end, workflow, mode, language, model, task,
-                              name, user, audio_track, audio_language)
+                              name, user, audio_track, audio_language, allow_cpu_fallback)
     stack = load()
     ws = Workspace(stack.workdir)
     if sample:

@@ -111,6 +111,10 @@ def run_and_show(stack: Stack, request: Any) -> None:
     for entry in job["stages"]:
         if entry.get("warning"):
             typer.echo(f"warning: {entry['name']}: {entry['warning']}", err=True)
+        used = entry.get("device_used") or {}
+        if used.get("fallback"):
+            typer.echo(f"warning: {entry['name']}: ran on the CPU, not {used.get('requested')}: {used.get('reason')}",
+                       err=True)
     for path in result_files(stack, job_dir, job):
         typer.echo(f"  {path.suffix.lstrip('.') or path.name:5} {path}")
     typer.echo(f"job {request.job_id}: {job['status']}")

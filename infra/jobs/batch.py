@@ -267,6 +267,7 @@ class Batch:
                 return
             if entry.get("job") and not self.force and self.resumable(entry["job"]):
                 job_id = str(entry["job"])
+                self.carry_fallback(job_id)
                 yield BatchEvent("resumed", film, job_id=job_id)
             else:
                 self.record(folder, key, film, None, "preparing")
@@ -314,6 +315,14 @@ class Batch:
         except InfraError:
             return False
         return True
+
+    def carry_fallback(self, job_id: str) -> None:
+        """A resumed job may fall back to the CPU when this run allows it (job.json's config says so), not the first."""
+        from infra.jobproto import locked_job
+        from infra.jobs.prepare import job_dir_of
+
+        with locked_job(job_dir_of(self.ws, job_id)) as data:
+            data.setdefault("config", {})["allow_cpu_fallback"] = self.checked.request.allow_cpu_fallback
 
     def start(self, started: Started) -> None:
         try:

@@ -55,6 +55,7 @@ class JobRequest:
     task: str = "transcribe"             # or translate (into English)
     audio_track: int | None = None       # 0-based among the audio streams; None: by language, else the first
     audio_language: str | None = None    # a stream's language tag as ffprobe reports it, e.g. hin
+    allow_cpu_fallback: bool = False     # a GPU stage that cannot use its GPU runs on the CPU (recorded), not fails
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
                        "whisper_model": request.whisper_model or rec.whisper_model, "compute_type": rec.compute_type,
                        "batch_size": rec.batch_size, "chunk_length_s": rec.chunk_length_s, "span_s": SPAN_S,
                        "max_speakers": rec.max_speakers, "torch_policy": stack.spec.native_env.torch,
+                       "allow_cpu_fallback": request.allow_cpu_fallback,
                        "native_env": str(stack.workdir / stack.spec.native_env.path)},
             "hardware": state.snapshot.model_dump(),
             "hardware_cache": state.as_dict(),
