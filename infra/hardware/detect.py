@@ -148,6 +148,8 @@ def detect_docker(engine: Any = None) -> DockerInfo:
             return probe(), None
         except EngineError as exc:
             return None, exc.message
+        except ImportError as exc:          # a Python without python-on-whales (scripts/gpu-check.sh's may lack it)
+            return None, f"the engine adapter cannot load ({exc})"
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         info_f, buildx_f, compose_f = (pool.submit(safe, p) for p in

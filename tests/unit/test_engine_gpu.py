@@ -110,3 +110,14 @@ def test_up_refuses_docker_gpu_on_an_engine_without_gpu_access_before_anything(s
     with pytest.raises(BadInputError, match="^images not built"):    # with the runtime: on to the next check
         list(stack_up(stack, "docker-gpu", engine=spec_engine(stack, "docker-gpu", current=False,
                                                                 info_fields=NVIDIA_RUNTIME)))
+
+
+def test_a_python_without_the_engine_adapter_still_gets_docker_info(no_hook: None) -> None:
+    """scripts/gpu-check.sh may run in a Python without python-on-whales: `docker info` (the CLI's JSON) still
+    answers, and what needs the adapter is left unknown instead of ending the detection."""
+    class NoAdapter(FakeEngine):
+        def buildx_version(self) -> str:
+            raise ImportError("No module named 'python_on_whales'")
+
+    docker = detect_docker(NoAdapter(info_fields=NVIDIA_RUNTIME))
+    assert (docker.engine, docker.buildx, docker.compose, docker.nvidia_runtime) == ("28.5.0", None, "2.40.3", True)
