@@ -12,6 +12,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 9000,
     max_upload: Annotated[str, typer.Option("--max-upload", help="Largest upload accepted (e.g. 500M, 16G).")] = "16G",
     films_at_once: Annotated[int, typer.Option("--films-at-once", help="Films run at the same time.")] = 1,
+    stack_mode: Annotated[str | None, typer.Option(
+        "--stack-mode", help="Run as the stack's service in this mode (what `infra up` starts): films go to the "
+                             "stack's workers, jobs follow the host's recorded hardware.")] = None,
 ) -> None:
     """Serve the pipeline over HTTP: a JSON API, the whisper-asr-webservice API, a status page."""
     from infra.cli.context import load
@@ -19,7 +22,7 @@ def serve(
     from infra.serve.settings import serve_settings
 
     stack = load()
-    settings = serve_settings(stack, host, port, max_upload, films_at_once)
+    settings = serve_settings(stack, host, port, max_upload, films_at_once, stack_mode)
     try:
         from infra.serve.run import run_server
     except ImportError as exc:

@@ -9,6 +9,7 @@ import time
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from infra.errors import OperationError
 from infra.serve.app import create_app
 from infra.serve.service import JobService
 from infra.serve.settings import ServeSettings
@@ -50,9 +51,25 @@ def shown_path(scope: Scope) -> str:
     return path.split("?", 1)[0].encode("ascii", "backslashreplace").decode("ascii")
 
 
+def check_port(host: str, port: int) -> None:
+    """One line, not uvicorn's log, when the address cannot be bound (the port is taken, the address is not
+    this machine's)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise OperationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                                 hint="--port chooses another port") from None
+
+
 def run_server(stack: Stack, settings: ServeSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    service = JobService(stack, settings.films_at_once, settings.max_upload_bytes)
+    check_port(settings.host, settings.port)
+    service = JobService(stack, settings.films_at_once, settings.max_upload_bytes, settings.stack_mode)
     app = create_app(service, settings.token)
     where = f"http://{settings.host}:{settings.port}/"
     log.info("infra serve: %s (workspace %s; %s)", where, stack.workdir,

@@ -22,6 +22,7 @@ list of films it is running right now, so that a cancel can reach them.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable
@@ -88,8 +89,10 @@ class Film:
 class JobService:
     """Films in, jobs out, over one workspace (see the module docstring)."""
 
-    def __init__(self, stack: Stack, films_at_once: int = 1, max_upload_bytes: int = 16 << 30) -> None:
+    def __init__(self, stack: Stack, films_at_once: int = 1, max_upload_bytes: int = 16 << 30,
+                 stack_mode: str | None = None) -> None:
         self.stack = stack
+        self.stack_mode = stack_mode          # set when this is the stack's service 'serve' (see _hardware)
         self.ws = Workspace(stack.workdir)
         self.max_upload_bytes = max_upload_bytes
         self._pool = ThreadPoolExecutor(max_workers=max(1, films_at_once), thread_name_prefix="film")
@@ -111,13 +114,12 @@ class JobService:
         before, or the job another run of it is running now (waiting up to ``wait_s`` for it to get one).
 
         Bad options and media that cannot be read are refused here, before anything runs."""
-        from infra.hardware.cache import stack_hardware
         from infra.jobs.batch import Batch, FilmBusyError, FilmOutcome, Started
 
         checked = self.check(options)
         workers = self.workers_up()
         cancelled = threading.Event()
-        batch = Batch(self.stack, checked, stack_hardware(self.stack), self._runner(options, cancelled, workers))
+        batch = Batch(self.stack, checked, self._hardware(), self._runner(options, cancelled, workers))
         step: Any = None
         try:
             for event in batch.begin(path, time.perf_counter()):
@@ -143,7 +145,7 @@ class JobService:
 
         if options.mode is not None:
             self.stack.check_mode(options.mode, flag="mode")
-        return check_request(JobRequest(media=Path("."), workflow="subtitles", mode=options.mode,
+        return check_request(JobRequest(media=Path("."), workflow="subtitles", mode=options.mode or self.stack_mode,
                                         language=options.language, name=options.name, whisper_model=options.model,
                                         task=options.task))
 
@@ -198,10 +200,33 @@ class JobService:
                     events.throw(Cancelled())
         return LocalRunner(run_here)
 
+    def _hardware(self) -> Any:
+        """The hardware a job's settings follow: this machine's (the workspace's cache, detected when stale), or,
+        as the stack's service, the host's as `infra up` recorded it (a container sees neither the host's name,
+        which the cache's fingerprint holds, nor its GPU)."""
+        from infra.hardware.cache import Fingerprint, HardwareState, read_cache, stack_hardware
+
+        if self.stack_mode is None:
+            return stack_hardware(self.stack)
+        path, forever = self.ws.hardware_cache, 10 ** 9
+        try:
+            recorded = Fingerprint.model_validate(json.loads(path.read_text(encoding="utf-8"))["fingerprint"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise OperationError(f"no hardware snapshot of the host in {path}",
+                                 hint="`infra up` records one before it starts the service") from None
+        found = read_cache(path, forever, recorded)
+        if found.snapshot is None:
+            raise OperationError(f"the hardware snapshot in {path} cannot be used: {found.reason}",
+                                 hint="`infra up` records one before it starts the service")
+        return HardwareState(found.snapshot, "cache", path, forever, found.age_s or 0.0, found.reason)
+
     def workers_up(self) -> bool:
-        """Whether the stack's workers are running: one of them wrote its heartbeat recently."""
+        """Whether the stack's workers are running: one of them wrote its heartbeat recently. The stack's own
+        service always hands its films to them (they may still be starting)."""
         from infra.jobproto import WORKERS
 
+        if self.stack_mode is not None:
+            return True
         now = time.time()
         for beat in (self.ws.jobs / WORKERS).glob("*/*"):       # workers/<stage>/<host>
             try:
@@ -285,7 +310,6 @@ class JobService:
     def retry(self, job_id: str) -> dict[str, Any]:
         """Run a stopped or failed job again, with its own settings: the stages that finished are kept. When a run
         key's entry names the job (it came through `infra run` or this service), its run lock is held meanwhile."""
-        from infra.hardware.cache import stack_hardware
         from infra.jobs.batch import Batch, Started
 
         data, _ = self._load(job_id)
@@ -301,8 +325,7 @@ class JobService:
         options = JobOptions(language=config.get("language"), task=config.get("task", "transcribe"),
                              model=config.get("whisper_model"), mode=config.get("mode"), name=data.get("name"))
         cancelled, workers = threading.Event(), self.workers_up()
-        batch = Batch(self.stack, self.check(options), stack_hardware(self.stack),
-                      self._runner(options, cancelled, workers))
+        batch = Batch(self.stack, self.check(options), self._hardware(), self._runner(options, cancelled, workers))
         hold, started = ExitStack(), None
         folder = self._index_of(job_id)
         if folder is not None:

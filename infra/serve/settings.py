@@ -8,15 +8,15 @@ A loopback address needs no token. Any other address serves the network, and the
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
 from infra.errors import BadInputError
 from infra.spec import Stack
+from infra.spec.models import SERVE_TOKEN, SIZE_RE
 from infra.spec.secrets import read_secret
 
-TOKEN_NAME = "INFRA_SERVE_TOKEN"
-SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.I)
+TOKEN_NAME = SERVE_TOKEN
+SIZE = SIZE_RE
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class ServeSettings:
     token_source: str | None
     max_upload_bytes: int
     films_at_once: int
+    stack_mode: str | None = None     # the stack's service 'serve' (docs/SERVE.md, "In the stack")
 
 
 def is_loopback(host: str) -> bool:
@@ -47,7 +48,10 @@ def parse_size(text: str) -> int:
     return int(number * 1024 ** " KMGT".index(unit or " "))
 
 
-def serve_settings(stack: Stack, host: str, port: int, max_upload: str, films_at_once: int) -> ServeSettings:
+def serve_settings(stack: Stack, host: str, port: int, max_upload: str, films_at_once: int,
+                   stack_mode: str | None = None) -> ServeSettings:
+    if stack_mode is not None:
+        stack.check_mode(stack_mode, flag="--stack-mode")
     if not 0 < port < 65536:
         raise BadInputError(f"--port: {port} is not a port number")
     if films_at_once < 1:
@@ -57,4 +61,4 @@ def serve_settings(stack: Stack, host: str, port: int, max_upload: str, films_at
         raise BadInputError(f"--host {host} serves the network, so a token is required",
                             hint=f"set {TOKEN_NAME} in the environment or in {stack.spec.secrets.file}")
     return ServeSettings(host, port, found[0] if found else None, found[1] if found else None,
-                         parse_size(max_upload), films_at_once)
+                         parse_size(max_upload), films_at_once, stack_mode)
