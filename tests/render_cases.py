@@ -1,6 +1,6 @@
 """Stacks to render in tests: the default spec as shipped (without its lock), a variant with torch baked,
-a CA bundle and a registry, and the default spec with a made-up lock, so that every branch of the templates
-has a golden file."""
+a CA bundle and a registry, the default spec with a made-up lock, and the default spec with the service 'serve'
+in the stack, so that every branch of the templates has a golden file."""
 
 from __future__ import annotations
 
@@ -59,7 +59,14 @@ def locked_stack() -> Stack:
     return dataclasses.replace(stack, lock=Lock(bases=bases))
 
 
-CASES = {"default": default_stack, "baked": baked_stack, "locked": locked_stack}
+def serve_stack() -> Stack:
+    """The shipped spec with `infra serve` in the stack, on another port and only on one address."""
+    stack = default_stack()
+    serve = stack.spec.serve.model_copy(update={"enabled": True, "port": 9123, "address": "192.0.2.10"})
+    return dataclasses.replace(stack, spec=stack.spec.model_copy(update={"serve": serve}))
+
+
+CASES = {"default": default_stack, "baked": baked_stack, "locked": locked_stack, "serve": serve_stack}
 
 
 def render(stack: Stack, mode: str, out: Path | None = None) -> dict[str, str]:

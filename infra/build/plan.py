@@ -171,10 +171,10 @@ def plan_images(targets: Mapping[str, BuildTarget], existing_hash: callable) -> 
 def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # noqa: ANN001 - Stack
     """The build targets of ``mode`` whose Dockerfiles were rendered into ``out``."""
     from infra.render import paths
-    from infra.render.dockerfile import stage_images, stage_sources, wheelhouse_images
+    from infra.render.dockerfile import code_images, stage_sources, wheelhouse_images
 
     stages_dir = _stages_dir()
-    with_code = stage_images(stack, mode)
+    with_code = code_images(stack, mode)
     with_wheels = wheelhouse_images(stack, mode)
     wheelhouse = stack.spec.native_env.wheelhouse
     targets = {}
@@ -192,7 +192,8 @@ def targets_for_mode(stack, mode: str, out: Path) -> dict[str, BuildTarget]:  # 
                 **({paths.WHEELHOUSE_CONTEXT: stack.workdir / wheelhouse} if wheelhouse and name in with_wheels else {}),
             },
             context_globs={paths.STAGES_CONTEXT: stage_sources(stack, mode, name),
-                           paths.PROTOCOL_CONTEXT: paths.PROTOCOL_FILES} if name in with_code else {},
+                           paths.PROTOCOL_CONTEXT: paths.PROTOCOL_FILES}
+            if name in with_code and not image.infra else {},          # an image with infra takes all of both
         )
     return targets
 

@@ -15,7 +15,7 @@ from typing import Any
 from infra.spec import Stack
 from infra.spec.models import Mode
 from infra.render import paths
-from infra.render.dockerfile import TORCH_INDEX_ARG, stage_images, torch_index, wheelhouse_images
+from infra.render.dockerfile import TORCH_INDEX_ARG, code_images, torch_index, wheelhouse_images
 
 DEFAULT_GROUP = "default"
 
@@ -24,7 +24,7 @@ def build_bake(stack: Stack, mode: Mode, layout: paths.Layout, dockerfiles: dict
     """The bake definition as data; ``dockerfiles`` are the rendered texts (to see which secrets they use)."""
     spec = stack.spec
     names = stack.images_for_mode(mode)
-    code = stage_images(stack, mode)
+    code = code_images(stack, mode)
     wheels = wheelhouse_images(stack, mode)
     targets: dict[str, Any] = {}
     for name in names:

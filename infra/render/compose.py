@@ -1,4 +1,5 @@
-"""compose.yaml for one mode: a stage-worker service per stage, images by tag, never a build.
+"""compose.yaml for one mode: a stage-worker service per stage, images by tag, never a build; and, with
+``serve.enabled``, the service 'serve' (`infra serve` in front of the workers, its port published).
 
 The services are described here as data (``ServiceSpec``); compose.yaml.j2 and
 the swarm stack template lay them out. Paths are relative to the compose
@@ -8,6 +9,9 @@ file's folder, which is compose's default project directory, so
 
 from __future__ import annotations
 
+import os
+import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from infra.spec import Stack
@@ -15,7 +19,7 @@ from infra.spec.models import Mode
 from infra.errors import ConfigError
 from infra.jobproto import CACHE_ENV
 from infra.render import paths
-from infra.render.environment import COMPOSE_TEMPLATE, render_template, shared_templates
+from infra.render.environment import COMPOSE_TEMPLATE, Interpolated, render_template, shared_templates
 
 WORKER = ("python3", "-m", "stages.worker")
 # Compose durations. A worker answers its health check once it has touched its heartbeat, a moment
@@ -23,6 +27,9 @@ WORKER = ("python3", "-m", "stages.worker")
 HEALTH = (("interval", "30s"), ("timeout", "10s"), ("retries", 3), ("start_period", "60s"), ("start_interval", "1s"))
 SETUP_SERVICE = "setup-dirs"
 SETUP_PROFILE = "setup"
+SERVE_SERVICE = "serve"
+SERVE_UPLOADS = "in/uploads"      # where `infra serve` keeps uploads (infra/serve/service.py): writable for it
+SERVE_TOKEN_VARIABLE = "INFRA_SERVE_TOKEN"   # passed through from the environment of `compose up`, never written
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,13 @@ class Mount:
     target: str
     read_only: bool
     create: bool         # let compose create a missing host folder
+
+
+@dataclass(frozen=True)
+class Port:
+    address: str         # the host address it is published on (compose only)
+    published: int
+    target: int
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,8 @@ class ServiceSpec:
     depends_on: tuple[str, ...]          # upstream stages in this file; each must be healthy first
     gpu: bool                            # gets the NVIDIA GPU (devices in compose, generic resources in swarm)
     secrets: tuple[str, ...]
+    ports: tuple[Port, ...] = ()
+    working_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +175,7 @@ def build_compose_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> Compos
         out=layout.out,
         policy=spec.native_env.torch,
         pull_policy="missing" if spec.registry else "never",
-        services=services,
+        services=services + serve_services(stack, mode, images, layout.host_path),
         setup=setup,
         health=HEALTH,
         secrets=((paths.CA_SECRET, layout.host_path(ca)),) if ca is not None else (),
@@ -171,3 +187,43 @@ def render_compose(stack: Stack, mode: Mode, layout: paths.Layout) -> str:
     shared = shared_templates()
     return render_template((shared,), COMPOSE_TEMPLATE, build_compose_spec(stack, mode, layout),
                            {shared: "templates"})
+
+def serve_services(stack: Stack, mode: Mode, images: dict[str, str],
+                   source: Callable[[str], str]) -> tuple[ServiceSpec, ...]:
+    """The service 'serve' when the spec enables it and its image is built in ``mode``: `infra serve` on every
+    address of its container, handing films to the workers through the queue. ``source`` spells a host path
+    (relative to the project) as the file must.
+
+    It sees the workspace where the workers do (/data/...), with in/ read-only but for in/uploads, and the spec
+    at /data/infra.yaml with its images folder, so that its jobs are the workers' jobs. The token is never in
+    the file: the service reads it from config/ (the secrets file) or from INFRA_SERVE_TOKEN, which compose
+    passes through from its own environment."""
+    serve = stack.spec.serve
+    if not serve.enabled or serve.image not in images:
+        return ()
+    spec_file, images_dir = (str(p) if stack.embedded else os.path.relpath(p, stack.workdir)
+                             for p in (stack.spec_path, stack.images_dir))
+    mounts = tuple(Mount(source(host), target, ro, True) for host, target, ro in paths.DATA_MOUNTS) + (
+        Mount(source(SERVE_UPLOADS), f"{paths.DATA}/{SERVE_UPLOADS}", False, True),
+        Mount(source(spec_file), f"{paths.DATA}/infra.yaml", True, False),
+        Mount(source(images_dir), posixpath.normpath(posixpath.join(paths.DATA, stack.spec.images_dir)), True, False),
+    )
+    port = str(serve.port)
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=5)"
+    return (ServiceSpec(
+        name=SERVE_SERVICE,
+        stage="",
+        image=images[serve.image],
+        command=("python3", "-m", "infra", "serve", "--host", "0.0.0.0", "--port", port,
+                 "--max-upload", serve.max_upload.strip(), "--stack-mode", mode),
+        healthcheck=("CMD", "python3", "-c", probe),
+        environment=((CACHE_ENV, paths.CACHE), ("INFRA_MODE", mode),
+                     (SERVE_TOKEN_VARIABLE, Interpolated(f"${{{SERVE_TOKEN_VARIABLE}:-}}"))),
+        labels=(("io.infra.mode", mode), ("io.infra.project", stack.spec.project), ("io.infra.service", SERVE_SERVICE)),
+        mounts=mounts,
+        depends_on=(),
+        gpu=False,
+        secrets=(),
+        ports=(Port(serve.address, serve.port, serve.port),),
+        working_dir=paths.DATA,
+    ),)

@@ -87,6 +87,7 @@ class DockerfileSpec:
     protocol_context: str                        # the job protocol the stage code imports, copied beside it
     protocol_files: tuple[str, ...]
     protocol_dir: str
+    infra_code: bool                             # infra itself: its whole package and the whole stages package
     entrypoint: tuple[str, ...]
 
 
@@ -118,6 +119,16 @@ def stage_images(stack: Stack, mode: Mode) -> set[str]:
     """Images that some stage runs in, in ``mode``: they get the stage code."""
     built = set(stack.images_for_mode(mode))
     return {stage.image for stage in stack.spec.stages.values() if stage.image in built}
+
+
+def infra_images(stack: Stack, mode: Mode) -> set[str]:
+    """Images that carry infra itself (``infra: true``), in ``mode``: they get all of infra and of the stages."""
+    return {n for n in stack.images_for_mode(mode) if stack.images[n].infra}
+
+
+def code_images(stack: Stack, mode: Mode) -> set[str]:
+    """Images that take the stages and the job protocol (infra's package) as named contexts."""
+    return stage_images(stack, mode) | infra_images(stack, mode)
 
 
 def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec:
@@ -179,6 +190,7 @@ def build_dockerfile_spec(stack: Stack, mode: Mode, name: str) -> DockerfileSpec
         protocol_context=paths.PROTOCOL_CONTEXT,
         protocol_files=paths.PROTOCOL_FILES,
         protocol_dir=f"{paths.PROTOCOL_DIR}/",
+        infra_code=image.infra,
         entrypoint=("/usr/bin/tini", "--") if has_tini else (),
     )
 

@@ -8,12 +8,13 @@ at one absolute path on every node, chosen with variables that have defaults.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from infra.spec import Stack
 from infra.spec.models import Mode
 from infra.render import paths
-from infra.render.compose import HEALTH, Mount, ServiceSpec, build_services, data_mounts
+from infra.render.compose import HEALTH, Mount, ServiceSpec, build_services, data_mounts, serve_services
 from infra.render.environment import SWARM_TEMPLATE, Interpolated, render_template, shared_templates
 
 GPU_RESOURCE = "NVIDIA-GPU"
@@ -60,10 +61,18 @@ def build_swarm_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> SwarmSpe
         native_site=native_site,
         gpu_resource=GPU_RESOURCE,
         uid=paths.UID,
-        services=tuple(_no_create(s) for s in services),
+        services=tuple(_no_create(s) for s in services + serve_services(stack, mode, images, on_node(data_root))),
         health=HEALTH,
         secrets=((paths.CA_SECRET, layout.host_path(ca)),) if ca is not None else (),
     )
+
+
+def on_node(data_root: str) -> Callable[[str], str]:
+    """How the stack file spells a path of the project: under the data folder the deploy names (an absolute
+    path, such as the built-in spec's, stays as it is)."""
+    def spell(rel: str) -> str:
+        return rel if rel.startswith("/") else Interpolated(f"${{{DATA_VARIABLE}:-{data_root}}}/{rel}")
+    return spell
 
 
 def _no_create(service: ServiceSpec) -> ServiceSpec:

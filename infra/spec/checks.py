@@ -24,7 +24,23 @@ def check_stack(spec: ProjectSpec, images: dict[str, ImageSpec], spec_file: str,
     problems += _check_modes(spec, spec_file)
     problems += _check_images(spec, images, image_files, root)
     problems += _check_stages(spec, images, spec_file)
+    problems += _check_serve(spec, images, spec_file)
     return problems
+
+
+def _check_serve(spec: ProjectSpec, images: dict[str, ImageSpec], spec_file: str) -> list[str]:
+    """The image `infra serve` runs in, when the stack runs it: one that carries infra."""
+    name = spec.serve.image
+    if not spec.serve.enabled:
+        return []
+    if "serve" in spec.stages:
+        return [f"{spec_file}: stages.serve: the name is taken by the service 'serve' (serve.enabled); "
+                "rename the stage"]
+    if name not in images:
+        return [f"{spec_file}: serve.image: {_unknown('image', name, list(images))}"]
+    if not images[name].infra:
+        return [f"{spec_file}: serve.image: '{name}' does not carry infra (set 'infra: true' in its image.yaml)"]
+    return []
 
 
 def _check_modes(spec: ProjectSpec, spec_file: str) -> list[str]:

@@ -133,6 +133,45 @@ class HardwareSpec(Strict):
                              description="Seconds the hardware cache stays valid (env INFRA_HW_CACHE_TTL overrides)")
 
 
+# The secret `infra serve` asks for when it serves the network (the environment, or the secrets file).
+SERVE_TOKEN = "INFRA_SERVE_TOKEN"
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.I)
+
+
+class ServeSpec(Strict):
+    """`infra serve` as a service of the stack, beside the workers (docs/SERVE.md, "In the stack")."""
+
+    enabled: bool = Field(False, description="`infra up` and `infra deploy` run `infra serve` as the service 'serve'")
+    port: int = Field(9000, ge=1, le=65535, description="The port it listens on, published on the host")
+    address: str = Field("0.0.0.0", description="The host address compose publishes the port on (a swarm "
+                                                 "publishes it on every node)")
+    image: str = Field("serve", description="The image it runs in: one that carries infra (infra: true)")
+    max_upload: str = Field("16G", description="The largest upload it takes (e.g. 500M, 16G)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"'{v}' is not an IP address (0.0.0.0 for every interface)") from None
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        return _check_name(v)
+
+    @field_validator("max_upload")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not SIZE_RE.match(v):
+            raise ValueError(f"'{v}' is not a size (e.g. 500M, 16G)")
+        return v
+
+
 class StageSpec(Strict):
     image: str = Field(description="The image the stage runs in (in docker modes)")
     command: list[str] = Field(min_length=1, description="Program and arguments, run in the job directory")
@@ -175,6 +214,7 @@ class ProjectSpec(Strict):
     bases: dict[str, BaseSpec] = Field(min_length=1)
     modes: dict[Mode, ModeSpec] = Field(min_length=1)
     stages: dict[str, StageSpec] = Field(default_factory=dict)
+    serve: ServeSpec = Field(default_factory=ServeSpec)
 
     @field_validator("project")
     @classmethod
@@ -209,6 +249,8 @@ class ImageSpec(Strict):
     torch: bool = Field(False, description="With torch: baked, this image installs torch for the mode (CPU or CUDA)")
     gpu_only: bool = Field(False, description="Only meaningful with a GPU: not allowed in CPU modes")
     files: list[str] = Field(default_factory=list, description="Files from the image folder copied into the image")
+    infra: bool = Field(False, description="The image carries infra itself (its package and the stage code), "
+                                           "to run infra's own commands such as `infra serve`")
     template: str | None = Field(None, description="A Jinja template in the image folder that extends Dockerfile.j2")
     labels: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)

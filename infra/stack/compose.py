@@ -18,6 +18,7 @@ from infra.engine import Engine, EngineAPI
 from infra.errors import BadInputError, OperationError
 from infra.spec import Stack
 from infra.stack.readiness import check_native_env, prepare_workspace, render_to_disk, service_images, stale_images
+from infra.stack.serve import ready_for_serve, serve_image
 
 UP_TIMEOUT_S = 120
 
@@ -42,7 +43,10 @@ def stack_up(stack: Stack, mode: str, build: bool = False, scales: dict[str, int
         if name not in services:
             raise BadInputError(f"--scale: no service '{name}' in {mode} (services: {', '.join(sorted(services))})")
     rendered = render_to_disk(stack, mode)
-    stale = stale_images(stack, mode, rendered, engine)
+    serving = serve_image(stack, mode)
+    if serving:
+        ready_for_serve(stack)           # a token first, before anything is built
+    stale = stale_images(stack, mode, rendered, engine, service_images(stack, mode) + ([serving] if serving else []))
     if stale and not build:
         raise BadInputError(f"images not built or out of date for {mode}: {', '.join(stale)}",
                             hint=f"`infra build --mode {mode}`, or `infra up --mode {mode} --build`")
@@ -95,7 +99,7 @@ def stack_logs(stack: Stack, mode: str, services: list[str], follow: bool, tail:
                engine: EngineAPI | None = None) -> Iterator[str]:
     from infra.engine.compose import Compose
 
-    known = set(_compose_services(stack, mode))
+    known = set(_compose_services(stack, mode)) | ({"serve"} if serve_image(stack, mode) else set())
     for name in services:
         if name not in known:
             raise BadInputError(f"no service '{name}' in {mode} (services: {', '.join(sorted(known))})")

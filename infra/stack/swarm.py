@@ -8,6 +8,7 @@ from infra.engine import Engine, EngineAPI
 from infra.errors import BadInputError
 from infra.spec import Stack
 from infra.stack.readiness import check_native_env, prepare_workspace, render_to_disk, service_images
+from infra.stack.serve import ready_for_serve, serve_image
 
 
 def swarm_stack_name(stack: Stack, mode: str) -> str:
@@ -26,7 +27,11 @@ def deploy_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None) -> It
     if not manager:
         raise BadInputError("this node is not a swarm manager; deploy from a manager node")
     rendered = render_to_disk(stack, mode)
-    images = [stack.image_ref(n, mode, stack.spec.registry) for n in service_images(stack, mode)]
+    serving = serve_image(stack, mode)
+    if serving:
+        ready_for_serve(stack)
+    images = [stack.image_ref(n, mode, stack.spec.registry)
+              for n in service_images(stack, mode) + ([serving] if serving else [])]
     nodes = swarm_nodes(engine)
     if stack.spec.registry is None:
         if nodes > 1:

@@ -13,7 +13,8 @@ from tests.conftest import REPO
 
 def test_default_spec_is_valid_and_orders_parents_first() -> None:
     stack = load_stack(REPO / "infra.yaml")
-    assert set(stack.images) == {"base", "base-ml", "ffmpeg", "asr", "diarization", "pyannote-vad", "subtitles"}
+    assert set(stack.images) == {"base", "base-ml", "ffmpeg", "asr", "diarization", "pyannote-vad", "subtitles",
+                                 "serve"}
     assert list(stack.spec.stages) == ["demux", "vad", "asr", "diarize", "subtitles", "mux"]
     assert stack.images_for_mode("native") == ["base", "ffmpeg"]
     cpu = stack.images_for_mode("docker-cpu")

@@ -64,7 +64,7 @@ CASES = {
                              ["infra.yaml: project: required"]),
     "unknown parent": (set_key("images/asr/image.yaml", "parent", "base-mll"),
                        ["images/asr/image.yaml: parent: unknown image 'base-mll' (known: base, base-ml, diarization, "
-                        "ffmpeg, pyannote-vad, subtitles); did you mean 'base-ml'?"]),
+                        "ffmpeg, pyannote-vad, serve, subtitles); did you mean 'base-ml'?"]),
     "own parent": (set_key("images/asr/image.yaml", "parent", "asr"),
                    ["images/asr/image.yaml: parent: an image cannot be its own parent"]),
     "parent cycle": (both(set_key("images/base/image.yaml", "parent", "ffmpeg"),

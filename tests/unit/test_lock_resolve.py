@@ -163,7 +163,7 @@ def test_lock_writes_every_image_once_per_base_and_keeps_the_file_when_nothing_c
     result = events[-1]
     assert isinstance(result, LockResult) and result.written and result.path == project / "infra.lock"
     assert len(run.calls) == 1 and run.calls[0][0] == base                 # one container for the one base
-    assert [(b.base, b.images, b.apt, b.pip) for b in result.bases] == [("bookworm", 7, 4, 0)]
+    assert [(b.base, b.images, b.apt, b.pip) for b in result.bases] == [("bookworm", 8, 4, 0)]
     lock = read_lock(project / "infra.lock", "infra.lock")
     assert lock is not None and list(lock.bases) == ["bookworm"]
     images = lock.bases["bookworm"].images
@@ -188,7 +188,7 @@ def test_lock_drops_images_the_spec_no_longer_has_and_replaces_an_unreadable_loc
     (project / "infra.lock").write_text("version: [\n")
     events = list(lock_stack(stack, ["docker-cpu"], engine, fake_apt()))
     assert "infra.lock cannot be read; writing a new one" in events
-    assert len(read_lock(project / "infra.lock", "x").bases["bookworm"].images) == 7  # type: ignore[union-attr]
+    assert len(read_lock(project / "infra.lock", "x").bases["bookworm"].images) == 8  # type: ignore[union-attr]
 
 
 def test_lock_refuses_the_built_in_spec_and_an_unknown_mode(tmp_path: Path) -> None:

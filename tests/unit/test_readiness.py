@@ -51,7 +51,7 @@ def compose(monkeypatch: pytest.MonkeyPatch) -> type[ComposeRecorder]:
 def test_stale_images_are_the_missing_and_the_changed_with_their_children(stack: Stack) -> None:
     rendered = render_to_disk(stack, MODE)
     assert stale_images(stack, MODE, rendered, spec_engine(stack, MODE, current=False)) == \
-        ["base", "base-ml", "ffmpeg", "subtitles", "asr", "diarization", "pyannote-vad"]
+        ["base", "base-ml", "ffmpeg", "subtitles", "asr", "diarization", "pyannote-vad", "serve"]
 
     engine = spec_engine(stack, MODE)
     assert stale_images(stack, MODE, rendered, engine) == []

@@ -21,11 +21,11 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 def test_render_twice_is_byte_identical_and_rewrites_nothing(project: Path, run_cli) -> None:
     first = run_cli("render", cwd=project)
     assert first.code == 0, first.stderr
-    assert "docker-cpu: .infra/out/docker-cpu: 10 written, 0 unchanged" in first.stdout
+    assert "docker-cpu: .infra/out/docker-cpu: 11 written, 0 unchanged" in first.stdout
     before = snapshot(project / OUT)
-    assert len(before) == 25
+    assert len(before) == 27
     second = run_cli("render", cwd=project)
-    assert second.code == 0 and "docker-gpu: .infra/out/docker-gpu: 0 written, 10 unchanged" in second.stdout
+    assert second.code == 0 and "docker-gpu: .infra/out/docker-gpu: 0 written, 11 unchanged" in second.stdout
     assert snapshot(project / OUT) == before
     assert not list((project / OUT).rglob("*.tmp"))
 
@@ -48,14 +48,14 @@ def test_check_passes_when_up_to_date_and_diffs_when_not(project: Path, run_cli)
     assert "run `infra render`" in result.stderr
     assert "0.9" in dockerfile.read_text() and stale.exists(), "--check writes nothing"
     fixed = run_cli("render", "--mode", "docker-cpu", cwd=project)
-    assert "2 written, 8 unchanged, 1 removed" in fixed.stdout
+    assert "2 written, 9 unchanged, 1 removed" in fixed.stdout
     assert not stale.exists()
     assert run_cli("render", "--mode", "docker-cpu", "--check", cwd=project).code == 0
 
 
 def test_check_on_an_empty_folder_fails(project: Path, run_cli) -> None:
     result = run_cli("render", "--check", cwd=project)
-    assert result.code == 1 and result.stdout.count("--- /dev/null") == 25
+    assert result.code == 1 and result.stdout.count("--- /dev/null") == 27
     assert not (project / OUT).exists()
 
 

@@ -25,7 +25,7 @@ def test_compose_services(case: str, mode: str) -> None:
     stack, files = load(case, mode)
     compose = yaml.safe_load(files["compose.yaml"])
     services = compose["services"]
-    stages = {n for n, s in services.items() if "profiles" not in s}
+    stages = {n for n, s in services.items() if "profiles" not in s and n != "serve"}   # serve: test_render_serve
     assert stages == ({"demux", "mux"} if mode == "native" else ALL_STAGES)
     assert services["setup-dirs"]["profiles"] == ["setup"]
     assert not any("build" in s for s in services.values())
@@ -65,6 +65,8 @@ def test_swarm_stack_has_what_stack_deploy_accepts(case: str, mode: str) -> None
     for forbidden in ("build:", "depends_on", "devices:", "profiles", "create_host_path", "pull_policy"):
         assert forbidden not in text
     for name, svc in services.items():
+        if name == "serve":                                   # tests/unit/test_render_serve.py
+            continue
         assert svc["image"] == stack.image_ref(stack.spec.stages[name].image, mode)
         generic = svc["deploy"].get("resources", {}).get("reservations", {}).get("generic_resources")
         if mode == "docker-gpu" and name in ML_STAGES:
@@ -119,4 +121,5 @@ def test_a_spec_without_stages_renders_images_and_empty_stacks() -> None:
     files = render(stack, "docker-cpu")
     assert yaml.safe_load(files["compose.yaml"])["services"] == {}
     assert yaml.safe_load(files["stack.yaml"])["services"] == {}
-    assert not any("COPY --from=stages" in text for rel, text in files.items() if rel.startswith("dockerfiles/"))
+    assert not any("COPY --from=stages" in text for rel, text in files.items()
+                   if rel.startswith("dockerfiles/") and rel != "dockerfiles/serve.Dockerfile")   # serve: all of infra

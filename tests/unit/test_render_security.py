@@ -61,7 +61,10 @@ def test_stage_code_only_in_the_images_stages_run_in() -> None:
     files = render(default_stack(), "docker-cpu")
     with_code = {rel.split("/")[1].removesuffix(".Dockerfile") for rel, text in files.items()
                  if rel.startswith("dockerfiles/") and "COPY --from=stages" in text}
-    assert with_code == {"ffmpeg", "pyannote-vad", "asr", "diarization", "subtitles"}
+    assert with_code == {"ffmpeg", "pyannote-vad", "asr", "diarization", "subtitles", "serve"}
+    serve = files["dockerfiles/serve.Dockerfile"]          # infra itself: all of it, and nothing compiled
+    assert ('COPY --from=stages --chown=0:0 --exclude=**/__pycache__ --exclude=**/*.pyc [".", "/opt/infra/stages/"]'
+            in serve)
 
 
 def test_values_are_shell_quoted_even_past_validation() -> None:
@@ -89,25 +92,32 @@ def test_pins_with_shell_characters_are_quoted() -> None:
 
 def test_no_secret_value_in_any_rendered_file(project: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     token = "hf_FAKEtoken0123456789abcdefXYZ"
+    serve_tokens = ("serve-FAKE-from-env-0123456789", "serve-FAKE-from-file-0123456789")
+    monkeypatch.setenv("INFRA_SERVE_TOKEN", serve_tokens[0])
+    (project / "config").mkdir()
+    (project / "config" / "secrets.json").write_text(f'{{"INFRA_SERVE_TOKEN": "{serve_tokens[1]}"}}')
     ca_body = "MIIFAKECERTIFICATEBODYfor0infra0tests0only"
     (project / "certs").mkdir()
     (project / "certs" / "ca.pem").write_text(f"-----BEGIN CERTIFICATE-----\n{ca_body}\n-----END CERTIFICATE-----\n")
     text = (project / "infra.yaml").read_text().replace("  ca_bundle: null", "  ca_bundle: certs/ca.pem")
+    text += "serve:\n  enabled: true\n"
     (project / "infra.yaml").write_text(text)
     monkeypatch.setenv("HF_TOKEN", token)
     result = run_cli("render", cwd=project)
     assert result.code == 0, result.stderr
     rendered = [p for p in (project / ".infra" / "out").rglob("*") if p.is_file()]
-    assert len(rendered) == 25
+    assert len(rendered) == 27
     for path in rendered:
         content = path.read_text()
         assert token not in content and ca_body not in content, path
+        assert not any(t in content for t in serve_tokens), path
     base = (project / ".infra/out/docker-cpu/dockerfiles/base-ml.Dockerfile").read_text()
     assert "--mount=type=secret,id=ca_bundle" in base and "export PIP_CERT=/run/secrets/ca_bundle; fi" in base
     bake = (project / ".infra/out/docker-cpu/docker-bake.json").read_text()
     assert '"id=ca_bundle,src=certs/ca.pem"' in bake
     compose = (project / ".infra/out/docker-cpu/compose.yaml").read_text()
     assert 'SSL_CERT_FILE: "/run/secrets/ca_bundle"' in compose and 'file: "../../../certs/ca.pem"' in compose
+    assert 'INFRA_SERVE_TOKEN: "${INFRA_SERVE_TOKEN:-}"' in compose        # passed through when compose runs
 
 
 @pytest.mark.parametrize("mode", MODES)

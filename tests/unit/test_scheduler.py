@@ -163,7 +163,7 @@ def test_build_stack_summary_names_the_failed_and_the_blocked(project: Path) -> 
     assert isinstance(summary, BuildSummary) and summary.failed
     assert {r.name: r.status for r in summary.images} == {
         "base": "built", "base-ml": "failed", "asr": "blocked", "diarization": "blocked", "pyannote-vad": "blocked",
-        "ffmpeg": "built", "subtitles": "built"}
+        "ffmpeg": "built", "subtitles": "built", "serve": "built"}
     assert not [b for b in engine.builds if b.ref == stack.image_ref("asr", "docker-cpu")]
     assert '"status": "blocked"' in (project / "out" / "build-summary.json").read_text()
 
@@ -182,4 +182,5 @@ def test_infra_build_exits_1_and_shows_failed_and_blocked(project: Path, run_cli
     assert result.code == 0, result.stderr
     statuses = {i["name"]: i["status"] for i in json.loads(result.stdout)["images"]}
     assert statuses == {"base": "up to date", "base-ml": "built", "asr": "built", "diarization": "built",
-                        "pyannote-vad": "built", "ffmpeg": "up to date", "subtitles": "up to date"}
+                        "pyannote-vad": "built", "ffmpeg": "up to date", "subtitles": "up to date",
+                        "serve": "up to date"}
