@@ -188,6 +188,7 @@ def render_compose(stack: Stack, mode: Mode, layout: paths.Layout) -> str:
     return render_template((shared,), COMPOSE_TEMPLATE, build_compose_spec(stack, mode, layout),
                            {shared: "templates"})
 
+
 def serve_services(stack: Stack, mode: Mode, images: dict[str, str],
                    source: Callable[[str], str]) -> tuple[ServiceSpec, ...]:
     """The service 'serve' when the spec enables it and its image is built in ``mode``: `infra serve` on every
