@@ -48,6 +48,8 @@ def make_project(root: Path, case: str, base: str | None = None) -> Path:
         spec["secrets"]["ca_bundle"] = "config/ca-bundle.pem"
         (root / "config").mkdir()
         (root / "config" / "ca-bundle.pem").write_text("not a real bundle\n")
+    if case == "serve":
+        spec["serve"] = {"enabled": True, "port": 9123}
     if base is not None:
         spec["bases"]["check"] = {"image": base}
         for mode in spec["modes"].values():
@@ -63,13 +65,21 @@ def render(project: Path, run_cli, mode: str) -> Path:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", ["default", "baked"])
+@pytest.mark.parametrize("case", ["default", "baked", "serve"])
 def test_compose_bake_and_stack_accept_the_rendered_files(case: str, mode: str, tmp_path: Path, run_cli) -> None:
     project = make_project(tmp_path, case)
     out = render(project, run_cli, mode)
 
     config = json.loads(docker("compose", "-f", str(out / "compose.yaml"), "config", "--format", "json", cwd=tmp_path))
-    stages = set(config["services"])
+    serving = case == "serve" and mode != "native"
+    stages = set(config["services"]) - ({"serve"} if serving else set())
+    assert ("serve" in config["services"]) == serving
+    if serving:
+        published = config["services"]["serve"]["ports"]
+        assert published == [{"mode": "ingress", "host_ip": "0.0.0.0", "target": 9123, "published": "9123",
+                              "protocol": "tcp"}]
+        spec_mount = next(v for v in config["services"]["serve"]["volumes"] if v["target"] == "/data/infra.yaml")
+        assert spec_mount["source"] == str(project / "infra.yaml")
     assert stages == ({"demux", "mux"} if mode == "native" else {"demux", "vad", "asr", "diarize", "subtitles", "mux"})
     jobs = next(v for v in config["services"]["demux"]["volumes"] if v["target"] == "/data/jobs")
     assert jobs["source"] == str(project / "jobs"), "relative paths resolve against the project"
@@ -82,7 +92,7 @@ def test_compose_bake_and_stack_accept_the_rendered_files(case: str, mode: str, 
     assert set(printed["target"]) == set(json.loads((out / "docker-bake.json").read_text())["target"])
 
     stack = yaml.safe_load(docker("stack", "config", "-c", str(out / "stack.yaml"), cwd=tmp_path))
-    assert set(stack["services"]) == stages
+    assert set(stack["services"]) == stages | ({"serve"} if serving else set())
     assert stack["services"]["demux"]["volumes"][0]["source"] == "/srv/speech/in"
 
 
