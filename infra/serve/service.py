@@ -16,6 +16,8 @@ list of films it is running right now, so that a cancel can reach them.
   `infra run` (or `infra run --submit`) does. ``films_at_once`` films run here at a time, the others wait
   their turn (their jobs are ``prepared``); films handed to the workers wait for them without a turn.
   A request for a film that another request (or an `infra run`) is running gets that run's job.
+- **In the stack** (``stack_mode``, `infra serve --stack-mode`): every film goes to the workers, and jobs get
+  the host's hardware as `infra up` recorded it (docs/SERVE.md, "In the stack").
 - **Cancel** stops a film run here (its running stages stop, the job is left ``stopped``, resumable) or
   takes a waiting one out of the queue; **retry** runs a stopped or failed job again from where it stopped.
 """
