@@ -22,8 +22,9 @@ stop_package_registry() {
 }
 
 packages=(ffmpeg debootstrap espeak-ng)   # espeak-ng speaks `infra run --sample` when pyannote's sample is absent
-# chromium: the status page's browser test (tests/integration/test_status_page.py drives it with Playwright)
-[ "$with_test" = 1 ] && packages+=(sox docker-registry apache2-utils chromium)
+# chromium: the status page's browser test (tests/integration/test_status_page.py drives it with Playwright);
+# gcc: the ELF reader's tests build small shared objects (tests/unit/test_elfscan.py)
+[ "$with_test" = 1 ] && packages+=(sox docker-registry apache2-utils chromium gcc)
 
 missing=()
 for p in "${packages[@]}"; do

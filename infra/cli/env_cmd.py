@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,26 +19,44 @@ def _env_path(stack, path: Optional[Path]) -> Path:  # noqa: ANN001
 @app.command("create")
 def create(
     path: PathOption = None,
-    torch: Annotated[str, typer.Option("--torch", help="auto (from the hardware), cpu or cuda.")] = "auto",
+    target: Annotated[str, typer.Option("--target", help="auto (a CUDA build when this machine has an NVIDIA GPU), "
+                                        "cpu, or cuda (also on a machine without one: the env a GPU host mounts).")
+                      ] = "auto",
+    torch: Annotated[Optional[str], typer.Option("--torch", hidden=True, help="The same as --target.")] = None,
+    torch_version: Annotated[Optional[str], typer.Option(
+        "--torch-version", help="torch to install (default: native_env.torch_version; for cuda, a torch whose "
+                                "CUDA major the other GPU packages share).")] = None,
     torch_index: Annotated[Optional[str], typer.Option("--torch-index", metavar="URL", help="Where torch comes from.")] = None,
 ) -> None:
-    """Make the native environment: torch for this machine, then the `ml` extra (faster-whisper, ...)."""
+    """Make the native environment: torch for this machine, then the `ml` extra (faster-whisper, ...), and its lock."""
     from infra.cli.context import load
     from infra.errors import BadInputError
-    from infra.stack.nativeenv import create_env
+    from infra.stack.cudaenv import create_cuda_env, write_lock
+    from infra.stack.nativeenv import create_env, inspect_env
 
-    if torch not in ("auto", "cpu", "cuda"):
-        raise BadInputError(f"--torch {torch!r}: expected auto, cpu or cuda")
+    choice = torch if torch is not None else target
+    if choice not in ("auto", "cpu", "cuda"):
+        raise BadInputError(f"--target {choice!r}: expected auto, cpu or cuda")
+    if torch_version is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+){1,2}", torch_version):
+        raise BadInputError(f"--torch-version {torch_version!r}: expected a torch release such as 2.9.1 "
+                            f"(a local build label such as +cpu names a build without CUDA)")
     stack = load()
-    cuda = torch == "cuda"
-    if torch == "auto":
+    cuda = choice == "cuda"
+    if choice == "auto":
         from infra.hardware.cache import stack_hardware
 
         cuda = bool(stack_hardware(stack).snapshot.nvidia.gpus)
-    target = _env_path(stack, path)
-    for line in create_env(target, stack.spec.python, stack.spec.native_env.torch_version, cuda, torch_index):
+    target_path = _env_path(stack, path)
+    version = torch_version or stack.spec.native_env.torch_version
+    if cuda and torch_index is None:
+        lines = create_cuda_env(target_path, stack.spec.python, version, explicit=torch_version is not None)
+    else:
+        lines = create_env(target_path, stack.spec.python, version, cuda, torch_index)
+    for line in lines:
         typer.echo(line, err=True)
-    show(path=target, json_out=False)
+    if not cuda or torch_index is not None:
+        typer.echo(f"wrote {write_lock(inspect_env(target_path), 'cuda' if cuda else 'cpu')}", err=True)
+    show(path=target_path, json_out=False)
 
 
 @app.command("show")
@@ -48,15 +67,20 @@ def show(
     """Python, platform, glibc, torch and its CUDA build, and the packages of the environment."""
     from infra.cli.context import load
     from infra.cli.output import print_json
+    from infra.stack.cudaenv import LOCK_FILE, describe, disagreement, env_facts, read_lock
     from infra.stack.nativeenv import inspect_env
 
     target = path if path is not None else _env_path(load(), None)
     env = inspect_env(target)
     glibc, needed_by = env.glibc_required()
+    facts = env_facts(env)
+    lock = read_lock(env)
     data = {
         "path": str(target), "python": env.python, "platforms": sorted(env.platforms) or ["any"],
         "architectures": sorted(env.architectures), "glibc_required": ".".join(map(str, glibc)) if glibc[0] else None,
         "glibc_required_by": needed_by or None, "torch": env.torch, "torch_cuda": env.torch_cuda,
+        "cuda": {**facts.as_dict(), "disagreement": disagreement(facts)},
+        "lock": {"target": lock.get("target"), "packages": len(lock.get("freeze", []))} if lock else None,
         "packages": dict(sorted(env.distributions.items())),
     }
     if json_out:
@@ -65,6 +89,9 @@ def show(
     typer.echo(f"{target}: Python {env.python}, {'/'.join(data['platforms'])} {'/'.join(data['architectures'])}")
     typer.echo(f"  torch {env.torch or 'not installed'}" + (f" (CUDA {env.torch_cuda})" if env.torch_cuda else
                                                              " (CPU build)" if env.torch else ""))
+    typer.echo(f"  {describe(facts)}")
+    typer.echo(f"  lock: {target / LOCK_FILE} ({lock.get('target')} target)" if lock else
+               "  no lock (made before infra recorded one; `infra env create` writes it)")
     if data["glibc_required"]:
         typer.echo(f"  needs glibc >= {data['glibc_required']} (for {needed_by})")
     typer.echo(f"  {len(env.distributions)} packages: " + ", ".join(f"{k} {v}" for k, v in data["packages"].items()))

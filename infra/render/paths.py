@@ -21,6 +21,9 @@ VENV = "/opt/venv"
 INFRA_HOME = "/opt/infra"              # on PYTHONPATH: the stage code lives below it
 STAGES_DIR = f"{INFRA_HOME}/stages"
 NATIVE_SITE = f"{INFRA_HOME}/native-site"  # the native env's site-packages, mounted read-only
+# The CUDA libraries that pip's NVIDIA wheels install (nvidia/cublas/lib, nvidia/cu13/lib, ...), relative to
+# site-packages: GPU stages get those of the native env on LD_LIBRARY_PATH.
+NVIDIA_LIBRARY_GLOB = "nvidia/*/lib"
 DATA = "/data"
 
 # Host folders (relative to the project) and where stage containers see them.
@@ -65,6 +68,18 @@ def site_packages(python: str) -> str:
     return f"{VENV}/lib/python{python}/site-packages"
 
 
+def nvidia_library_dirs(site: Path) -> tuple[str, ...]:
+    """The NVIDIA library folders that exist in the site-packages folder ``site``, relative to it, sorted."""
+    if not site.is_dir():
+        return ()
+    return tuple(sorted(p.relative_to(site).as_posix() for p in site.glob(NVIDIA_LIBRARY_GLOB) if p.is_dir()))
+
+
+def library_path(root: str, dirs: tuple[str, ...]) -> str:
+    """LD_LIBRARY_PATH for the library folders ``dirs`` of the site-packages folder at ``root``."""
+    return ":".join(f"{root.rstrip('/')}/{d}" for d in dirs)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where the rendered files go, and the relative paths they use to point back.
@@ -81,6 +96,7 @@ class Layout:
     images: str         # from the project to the images folder
     stages: str         # from the project to the stage code
     package: str        # from the project to infra's own package (the job protocol)
+    native_libs: tuple[str, ...] = ()   # the native env's NVIDIA library folders (relative to its site-packages)
 
     def dockerfile(self, image: str) -> str:
         return f"{DOCKERFILES}/{image}.Dockerfile"
