@@ -69,5 +69,15 @@ def serve_stack() -> Stack:
 CASES = {"default": default_stack, "baked": baked_stack, "locked": locked_stack, "serve": serve_stack}
 
 
+# The NVIDIA library folders of a CUDA 12 environment (torch 2.9.1 with the `ml` extra, made by
+# `infra env create --target cuda`), so that the goldens do not depend on the environment this machine has.
+CUDA_ENV_LIBS = tuple(f"nvidia/{name}/lib" for name in (
+    "cublas", "cuda_cupti", "cuda_nvrtc", "cuda_runtime", "cudnn", "cufft", "cufile", "curand", "cusolver",
+    "cusparse", "cusparselt", "nccl", "nvjitlink", "nvshmem", "nvtx"))
+
+
 def render(stack: Stack, mode: str, out: Path | None = None) -> dict[str, str]:
-    return render_mode(stack, mode, default_layout(stack, mode, out))  # type: ignore[arg-type]
+    layout = default_layout(stack, mode, out)  # type: ignore[arg-type]
+    if stack.spec.native_env.torch == "mounted":
+        layout = dataclasses.replace(layout, native_libs=CUDA_ENV_LIBS)
+    return render_mode(stack, mode, layout)  # type: ignore[arg-type]

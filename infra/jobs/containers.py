@@ -65,6 +65,18 @@ class ContainerRunner:
             found.append((str(env.site_packages.resolve()), NATIVE_SITE, True))
         return found
 
+    def library_path(self, stage: str) -> str:
+        """LD_LIBRARY_PATH of a GPU stage (one with gpu: true, in a GPU mode) under the mounted policy: the env's
+        NVIDIA library folders where the env is mounted, as the rendered compose sets it for that stage's service."""
+        spec = self.stack.spec
+        if spec.native_env.torch != "mounted" or not (spec.modes[self.mode].gpu and spec.stages[stage].gpu):  # type: ignore[index]
+            return ""
+        from infra.render.paths import NATIVE_SITE, library_path, nvidia_library_dirs
+        from infra.stack.nativeenv import inspect_env
+
+        site = inspect_env(self.stack.workdir / spec.native_env.path).site_packages
+        return library_path(NATIVE_SITE, nvidia_library_dirs(site))
+
     def inside(self, path: Path) -> str:
         return f"{DATA}/{path.resolve().relative_to(self.root).as_posix()}"
 
@@ -74,6 +86,9 @@ class ContainerRunner:
                "TORCH_HOME": f"{DATA}/cache/torch", "NUMBA_CACHE_DIR": f"{DATA}/cache/numba",
                "INFRA_STAGE": call.stage, "INFRA_MODE": self.mode}
         gpus = self.stack.spec.modes[self.mode].gpu and call.device.startswith("cuda")  # type: ignore[index]
+        library_path = self.library_path(call.stage)
+        if library_path:
+            env["LD_LIBRARY_PATH"] = library_path
         return self.engine.run_to_log(
             self.stack.image_ref(call.image, self.mode), [*call.command, job_dir], call.log,
             name=self.container_name(call), mounts=self.mounts(), env=env,

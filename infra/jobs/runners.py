@@ -74,7 +74,19 @@ class NativeRunner:
         env.update(call.env)
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in stage_search_path())
         env["PYTHONUNBUFFERED"] = "1"
+        if call.device.startswith("cuda"):
+            folders = self.library_path()
+            if folders:
+                env["LD_LIBRARY_PATH"] = os.pathsep.join([folders, *filter(None, [env.get("LD_LIBRARY_PATH")])])
         return env
+
+    def library_path(self) -> str:
+        """The env's NVIDIA library folders (site-packages/nvidia/*/lib that exist): a stage on CUDA loads its
+        CUDA libraries from there (ctranslate2 finds libcublas only on the path)."""
+        from infra.render.paths import library_path, nvidia_library_dirs
+
+        site = next(iter(sorted((self.env_path / "lib").glob("python3.*/site-packages"))), None)
+        return library_path(str(site), nvidia_library_dirs(site)) if site is not None else ""
 
     def run(self, call: StageCall) -> int:
         with open(call.log, "a", encoding="utf-8") as log:

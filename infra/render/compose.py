@@ -101,8 +101,10 @@ def data_mounts(sources: dict[str, str]) -> tuple[Mount, ...]:
 
 
 def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tuple[Mount, ...],
-                   native_site: str | None, ca_file: str | None) -> tuple[ServiceSpec, ...]:
-    """One stage-worker service per stage in ``mode``; ``images`` maps image names to references."""
+                   native_site: str | None, ca_file: str | None,
+                   native_libs: tuple[str, ...] = ()) -> tuple[ServiceSpec, ...]:
+    """One stage-worker service per stage in ``mode``; ``images`` maps image names to references.
+    GPU services get the mounted env's NVIDIA library folders (``native_libs``) on LD_LIBRARY_PATH."""
     spec = stack.spec
     names = compose_stages(stack, mode)
     if SETUP_SERVICE in names:
@@ -126,6 +128,9 @@ def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tup
             # which the read-only native env refuses: it would compile again in every container.
             "NUMBA_CACHE_DIR": f"{paths.CACHE}/numba",
         }
+        gpu = gpu_mode and stage.gpu
+        if gpu and native_site is not None and native_libs:
+            env["LD_LIBRARY_PATH"] = paths.library_path(paths.NATIVE_SITE, native_libs)
         if ca_file is not None:
             env["SSL_CERT_FILE"] = paths.CA_IN_CONTAINER
             env["REQUESTS_CA_BUNDLE"] = paths.CA_IN_CONTAINER
@@ -139,7 +144,7 @@ def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tup
             labels=(("io.infra.mode", mode), ("io.infra.project", spec.project), ("io.infra.stage", name)),
             mounts=mounts + extra,
             depends_on=tuple(a for a in stage.after if a in names),
-            gpu=gpu_mode and stage.gpu,
+            gpu=gpu,
             secrets=(paths.CA_SECRET,) if ca_file is not None else (),
         ))
     return tuple(services)
@@ -158,7 +163,7 @@ def build_compose_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> Compos
     mounts = data_mounts({host: layout.host_path(host) for host, _, _ in paths.DATA_MOUNTS})
     images = {name: stack.image_ref(name, mode) for name in stack.images_for_mode(mode)}
     services = build_services(stack, mode, images, mounts,
-                              layout.host_path(native_site_source(stack)) if mounted else None, ca)
+                              layout.host_path(native_site_source(stack)) if mounted else None, ca, layout.native_libs)
     root = next(n for n in stack.images_for_mode(mode) if stack.images[n].parent is None)
     writable = tuple(m for m in mounts if not m.read_only)
     setup = SetupSpec(

@@ -50,7 +50,7 @@ def build_swarm_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> SwarmSpe
     images = {name: stack.image_ref(name, mode) for name in stack.images_for_mode(mode)}
     site = Interpolated(f"${{{NATIVE_SITE_VARIABLE}:-{native_site}}}") if native_site else None
     ca = spec.secrets.ca_bundle
-    services = build_services(stack, mode, images, mounts, site, ca)
+    services = build_services(stack, mode, images, mounts, site, ca, layout.native_libs)
     return SwarmSpec(
         project=spec.project,
         mode=mode,
