@@ -48,6 +48,7 @@ def run_checks(stack: Stack | None, engine: Engine | None = None) -> Iterator[Ch
     yield _ffmpeg_check()
     if stack is not None:
         yield _native_env_check(stack)
+        yield from _gpu_library_checks(stack, engine)
     yield _disk_check(stack.workdir if stack else Path.cwd())
 
 
@@ -144,6 +145,14 @@ def _native_env_check(stack: Stack) -> Check:
     status: Status = "ok" if env.torch else "warn"
     return Check("native env", status, f"{path}: Python {env.python}, {torch}",
                  "" if env.torch else "install the ML packages into it: pip install 'infra[ml]'")
+
+
+def _gpu_library_checks(stack: Stack, engine: Engine) -> Iterator[Check]:
+    """Each GPU mode's stage images resolve every CUDA library with the native env mounted (infra/stack/libclosure.py)."""
+    from infra.stack.libclosure import doctor_lines
+
+    for status, detail, hint in doctor_lines(stack, engine):
+        yield Check("gpu libraries", status, detail, hint)  # type: ignore[arg-type]
 
 
 def _disk_check(where: Path) -> Check:

@@ -77,14 +77,18 @@ def stale_images(stack: Stack, mode: str, rendered: Rendered, engine: EngineAPI 
 
 
 def check_native_env(stack: Stack, mode: str, images: list[str], engine: EngineAPI | None = None) -> None:
-    """Under the mounted policy: the env exists and every service image of ``mode`` can load it."""
+    """Under the mounted policy: the env exists, every service image of ``mode`` can load it and, in a GPU
+    mode, every GPU stage's image finds the CUDA libraries its packages load (infra/stack/libclosure.py)."""
+    from infra.stack.libclosure import check_gpu_libraries
     from infra.stack.nativeenv import check_mount, inspect_env
 
     if stack.spec.native_env.torch != "mounted" or not images:
         return
+    engine = engine or Engine()
     env = inspect_env(stack.workdir / stack.spec.native_env.path)
-    check_mount(engine or Engine(), env, [stack.image_ref(n, mode) for n in images],  # type: ignore[arg-type]
+    check_mount(engine, env, [stack.image_ref(n, mode) for n in images],  # type: ignore[arg-type]
                 stack.workdir / ".infra" / "cache" / "image-facts")
+    check_gpu_libraries(stack, mode, images, engine, env)
 
 
 def prepare_workspace(stack: Stack) -> str | None:
