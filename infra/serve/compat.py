@@ -237,6 +237,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def transcript(service: JobService, upload: UploadFile, params: AsrParams, options: JobOptions) -> tuple[str, str]:
     """The job's id and its answer in ``params.output``."""
+    service.check(options)                          # before anything is kept
     film = service.save_upload(upload.file, upload.filename or "audio_file") if params.encode else \
         kept_pcm(service, upload, None)
     job_id, job_dir = done_job(service, film, options)
@@ -248,9 +249,10 @@ def transcript(service: JobService, upload: UploadFile, params: AsrParams, optio
 
 def detected(service: JobService, upload: UploadFile, encode: bool, defaults: Defaults) -> tuple[str, dict[str, Any]]:
     """The job's id and the language Whisper hears in the first DETECT_S seconds."""
-    film = kept_start(service, upload, DETECT_S) if encode else kept_pcm(service, upload, DETECT_S)
     options = JobOptions(language=None, model=defaults.model, mode=defaults.mode,
                          name=job_name(None, upload.filename))
+    service.check(options)
+    film = kept_start(service, upload, DETECT_S) if encode else kept_pcm(service, upload, DETECT_S)
     job_id, job_dir = done_job(service, film, options)
     asr = read_json(job_dir / "asr.json")
     code = asr.get("language")
@@ -281,6 +283,10 @@ def basic_or_bearer(app: FastAPI) -> list[Any]:
 def register(app: FastAPI, service: JobService) -> None:
     """Add POST /asr and POST /detect-language to ``app``."""
     defaults = defaults_from_env()
+    try:
+        service.check(JobOptions(model=defaults.model, mode=defaults.mode))     # the mode is one the spec defines
+    except BadInputError as exc:
+        raise BadInputError(f"{MODEL_ENV}/{MODE_ENV}: {exc.message}", exc.hint) from None
     guard = basic_or_bearer(app)
     limiter = anyio.CapacityLimiter(THREADS)
     tags: list[str | Any] = ["whisper-asr-webservice"]

@@ -35,7 +35,8 @@ USER_AGENT = "Subliminal/2.1.0"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ml_env: Path, model_cache: Path, detected) -> Iterator[Server]:  # noqa: F811
+def server(tmp_path_factory: pytest.TempPathFactory, ml_env: Path, model_cache: Path,
+           detected) -> Iterator[Server]:  # noqa: F811
     ws = native_workspace(tmp_path_factory.mktemp("compat") / "ws", ml_env, detected)
     env = serve_env(model_cache, INFRA_SERVE_TOKEN=TOKEN, INFRA_SERVE_MODEL="tiny.en", INFRA_SERVE_MODE="native")
     running = start_server(ws, env, token=TOKEN)

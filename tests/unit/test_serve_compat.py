@@ -32,14 +32,16 @@ ASR = {"language": "en", "segments": [
     {"start": 0.0, "end": 2.0, "text": "Good evening.", "avg_logprob": -0.2, "no_speech_prob": 0.01,
      "words": [{"start": 0.0, "end": 0.8, "word": "Good", "probability": 0.9},
                {"start": 0.9, "end": 1.9, "word": "evening.", "probability": 0.8}]},
-    {"start": 2.5, "end": 6.0, "text": "Hello there. Then we should hurry.", "avg_logprob": -0.3, "no_speech_prob": 0.02,
+    {"start": 2.5, "end": 6.0, "text": "Hello there. Then we should hurry.", "avg_logprob": -0.3,
+     "no_speech_prob": 0.02,
      "words": [{"start": 2.5, "end": 2.9, "word": "Hello", "probability": 0.9},
                {"start": 3.0, "end": 3.4, "word": "there.", "probability": 0.9},
                {"start": 4.0, "end": 4.4, "word": "Then", "probability": 0.9},
                {"start": 4.5, "end": 4.7, "word": "we", "probability": 0.9},
                {"start": 4.8, "end": 5.2, "word": "should", "probability": 0.9},
                {"start": 5.3, "end": 6.0, "word": "hurry.", "probability": 0.7}]}]}
-TURNS = {"turns": [{"start": 0.0, "end": 3.5, "speaker": "SPEAKER_00"}, {"start": 3.8, "end": 6.2, "speaker": "SPEAKER_01"}]}
+TURNS = {"turns": [{"start": 0.0, "end": 3.5, "speaker": "SPEAKER_00"},
+                   {"start": 3.8, "end": 6.2, "speaker": "SPEAKER_01"}]}
 
 
 # -- raw PCM as WAV -----------------------------------------------------------------------------------------
@@ -238,3 +240,23 @@ def test_the_routes_are_in_the_schema_with_the_original_parameters(service: JobS
     assert {"encode", "task", "language", "initial_prompt", "vad_filter", "word_timestamps", "diarize",
             "min_speakers", "max_speakers", "output", "video_file"} <= names
     assert [p.alias for p in asr.dependant.body_params] == ["audio_file"]
+
+
+def test_a_mode_the_spec_does_not_define_stops_the_service_at_its_start(project: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec without docker-gpu (the mode, and the images' lists of modes) and INFRA_SERVE_MODE=docker-gpu."""
+    spec = project / "infra.yaml"
+    gpu = "  docker-gpu:\n    base: bookworm\n    gpu: true\n"
+    assert gpu in spec.read_text()
+    spec.write_text(spec.read_text().replace(gpu, ""))
+    for image in (project / "images").glob("*/image.yaml"):
+        text = image.read_text()
+        listed = "modes:" in text            # base and ffmpeg list none: every mode of the spec
+        image.write_text(text.replace(", docker-gpu]", "]") if listed else text + "modes: [native, docker-cpu]\n")
+    monkeypatch.setenv("INFRA_SERVE_MODE", "docker-gpu")
+    running = JobService(load_stack(spec))
+    try:
+        with pytest.raises(BadInputError, match="INFRA_SERVE_MODEL/INFRA_SERVE_MODE: .*docker-gpu"):
+            create_app(running, TOKEN)
+    finally:
+        running.close()
