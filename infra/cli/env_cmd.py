@@ -26,7 +26,8 @@ def create(
     torch_version: Annotated[Optional[str], typer.Option(
         "--torch-version", help="torch to install (default: native_env.torch_version; for cuda, a torch whose "
                                 "CUDA major the other GPU packages share).")] = None,
-    torch_index: Annotated[Optional[str], typer.Option("--torch-index", metavar="URL", help="Where torch comes from.")] = None,
+    torch_index: Annotated[Optional[str], typer.Option("--torch-index", metavar="URL",
+                                                       help="Where torch comes from.")] = None,
 ) -> None:
     """Make the native environment: torch for this machine, then the `ml` extra (faster-whisper, ...), and its lock."""
     from infra.cli.context import load

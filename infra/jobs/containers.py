@@ -69,7 +69,8 @@ class ContainerRunner:
         """LD_LIBRARY_PATH of a GPU stage (one with gpu: true, in a GPU mode) under the mounted policy: the env's
         NVIDIA library folders where the env is mounted, as the rendered compose sets it for that stage's service."""
         spec = self.stack.spec
-        if spec.native_env.torch != "mounted" or not (spec.modes[self.mode].gpu and spec.stages[stage].gpu):  # type: ignore[index]
+        gpu = spec.modes[self.mode].gpu and spec.stages[stage].gpu  # type: ignore[index]
+        if spec.native_env.torch != "mounted" or not gpu:
             return ""
         from infra.render.paths import NATIVE_SITE, library_path, nvidia_library_dirs
         from infra.stack.nativeenv import inspect_env

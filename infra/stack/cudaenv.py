@@ -105,7 +105,8 @@ def disagreement(facts: CudaFacts) -> str | None:
         for major in need["cuda"]:
             majors.setdefault(major, []).append(f"{name} {need['version']}")
     if len(majors) > 1:
-        parts = [f"{' and '.join(who)} need{'s' if len(who) == 1 else ''} CUDA {m}" for m, who in sorted(majors.items())]
+        parts = [f"{' and '.join(who)} need{'s' if len(who) == 1 else ''} CUDA {m}"
+                 for m, who in sorted(majors.items())]
         return "; ".join(parts)
     return None
 

@@ -35,11 +35,13 @@ CUDA_STRING = re.compile(rb"(?<=[\x00/])" + CUDA_NAME.pattern + rb"(?=\x00)")
 # What the NVIDIA container runtime (or the host's driver natively) provides: never looked for in an image.
 HOST_PROVIDED = re.compile(r"^(libcuda\.so|libcudadebugger\.so|libnvidia-|libnvcuvid\.so|libnvoptix\.so)")
 # Libraries whose soname major is the CUDA major (libcufft, libcurand, libcusolver number themselves).
-CUDA_MARKERS = re.compile(r"^lib(cudart|cublas|cublasLt|nvrtc|nvrtc-builtins|nvJitLink|cupti)\.so\.([0-9]+)(\.[0-9]+)?$")
+CUDA_MARKERS = re.compile(
+    r"^lib(cudart|cublas|cublasLt|nvrtc|nvrtc-builtins|nvJitLink|cupti)\.so\.([0-9]+)(\.[0-9]+)?$")
 CUDNN_MARKER = re.compile(r"^libcudnn\.so\.([0-9]+)$")
 # Libraries a caller opens only for features the stages never use, and runs on without: (caller, library) stems.
 OPTIONAL = {
-    ("libctranslate2", "libnccl"): "CTranslate2 opens NCCL for tensor parallelism only, which the asr stage never asks for",
+    ("libctranslate2", "libnccl"): "CTranslate2 opens NCCL for tensor parallelism only, which the asr stage "
+                                   "never asks for",
     ("libcufile", "libcufile_rdma"): "cuFile's RDMA plugin, for GPUDirect Storage over InfiniBand; without it "
                                      "cuFile disables that capability and carries on",
     ("libcufile", "libcufile_ck"): "cuFile's optional concurrency library; cuFile carries on without it",
@@ -185,8 +187,8 @@ class Resolver:
             found = [f for f in os.listdir(folder) if re.fullmatch(re.escape(name) + r"(\.[0-9]+)+", f)]
         except OSError:
             return []
-        return [os.path.join(folder, f) for f in sorted(found, key=lambda f: [int(x) for x in f[len(name) + 1:].split(".")],
-                                                         reverse=True)]
+        newest = sorted(found, key=lambda f: [int(x) for x in f[len(name) + 1:].split(".")], reverse=True)
+        return [os.path.join(folder, f) for f in newest]
 
 
 def closure(roots: list[str], library_path: list[str], system: list[str] | None = None) -> dict:

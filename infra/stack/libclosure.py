@@ -192,10 +192,10 @@ def doctor_lines(stack: Stack, engine: EngineAPI) -> list[tuple[str, str, str]]:
         except InfraError as exc:
             lines.append(("warn", f"{mode}: {exc.message}", exc.hint or "see `infra doctor` once the engine answers"))
             continue
-        host = sorted({h for a in answers.values() for h in a["host"]})
+        host = sorted({h for a in answers.values() for h in a["host"] if re.search(r"[.]so[.][0-9]", h)})
         objects = sum(a["objects"] for a in answers.values())
         stages = sorted(s for a in answers.values() for s in a["stages"])
         lines.append(("ok", f"{mode}: {', '.join(stages)} resolve every library they load ({objects} files) with "
-                            f"{env.path} mounted; from the host: {', '.join(h for h in host if re.search(r'[.]so[.][0-9]', h)) or 'none'}",
+                            f"{env.path} mounted; from the host: {', '.join(host) or 'none'}",
                       ""))
     return lines
