@@ -47,7 +47,7 @@ def built_stack(tmp_path_factory, offline_base) -> tuple[Path, dict, dict]:
 
 def test_whole_stack_builds_then_is_up_to_date(built_stack) -> None:
     project, first, second = built_stack
-    names = {"base", "base-ml", "ffmpeg", "subtitles", "asr", "diarization", "pyannote-vad"}
+    names = {"base", "base-ml", "ffmpeg", "subtitles", "asr", "diarization", "pyannote-vad", "serve"}
     assert {i["name"] for i in first["images"]} == names
     assert all(i["status"] in ("built", "up to date") for i in first["images"])
     assert {i["status"] for i in second["images"]} == {"up to date"}
@@ -73,7 +73,7 @@ def test_images_carry_labels_no_torch_and_a_non_root_user(built_stack) -> None:
 
 def test_no_secret_reaches_an_image_or_the_summary(built_stack) -> None:
     project, _, _ = built_stack
-    for name in ("base", "base-ml", "ffmpeg", "subtitles", "asr", "diarization", "pyannote-vad"):
+    for name in ("base", "base-ml", "ffmpeg", "subtitles", "asr", "diarization", "pyannote-vad", "serve"):
         ref = f"speech-{name}:latest-cpu"
         seen = docker_out("image", "inspect", ref) + docker_out("history", "--no-trunc", ref)
         assert FAKE_TOKEN not in seen and "BEGIN CERTIFICATE" not in seen
