@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.engine.client import DOCKER_RUN_FAILED
 from infra.engine.translate import failure, run_cli
-
-DOCKER_RUN_FAILED = 125   # `docker run`'s exit code when docker itself failed, not the command
 
 
 @dataclass(frozen=True)
