@@ -16,7 +16,6 @@ from infra.spec.models import SERVE_TOKEN, SIZE_RE
 from infra.spec.secrets import read_secret
 
 TOKEN_NAME = SERVE_TOKEN
-SIZE = SIZE_RE
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def is_loopback(host: str) -> bool:
 
 def parse_size(text: str) -> int:
     """'16G', '500M', '1048576' -> bytes (powers of 1024)."""
-    match = SIZE.match(text)
+    match = SIZE_RE.match(text)
     if not match:
         raise BadInputError(f"--max-upload: '{text}' is not a size (e.g. 500M, 16G)")
     number, unit = float(match.group(1)), match.group(2).upper()
