@@ -1,7 +1,9 @@
 """Quality and speed of the real pipeline on pyannote.audio's sample (30 s, two speakers), natively.
 
-- WER of each Whisper model (tiny.en and base by default) against the bundled
-  reference transcript sample.stm (words lower-cased, punctuation dropped);
+- WER and CER of each Whisper model (tiny.en and base by default) against the
+  bundled reference transcript sample.stm (both normalised alike: NFC, casefold,
+  punctuation dropped; CER over the characters of the normalised words joined by
+  single spaces);
 - DER of the diarization backend that ran (offline: resemblyzer) against
   sample.rttm, with no collar and with a 0.25 s collar;
 - real-time factor (RTF = seconds / audio seconds) of each stage: the stage's
@@ -35,7 +37,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from infra.quality.scoring import diarization_errors, read_rttm, read_stm, word_errors  # noqa: E402
+from infra.quality.scoring import (  # noqa: E402
+    character_errors, diarization_errors, read_rttm, read_stm, word_errors,
+)
 
 PYANNOTE = "pyannote.audio==4.0.7"
 SAMPLE_FILES = ("sample.wav", "sample.rttm", "sample.stm")
@@ -110,12 +114,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"pyannote.audio sample.wav ({next(iter(results.values()))['duration']:.1f} s, 2 speakers), native, "
           f"{args.runs} forced runs per model, medians; load average {load:.1f}\n")
-    print("| model | language | WER | substitutions | deletions | insertions | reference words |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | language | WER | substitutions | deletions | insertions | reference words "
+          "| CER | reference characters |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model, r in results.items():
         errors = word_errors(reference_text, hypothesis_text(r["asr"]))
+        chars = character_errors(reference_text, hypothesis_text(r["asr"]))
         print(f"| {model} | {r['asr']['language']} | {errors.wer:.1%} | {errors.substitutions} | {errors.deletions} | "
-              f"{errors.insertions} | {errors.reference_words} |")
+              f"{errors.insertions} | {errors.reference_words} | {chars.cer:.1%} | {chars.reference_chars} |")
     first = next(iter(results.values()))
     print(f"\n| diarization backend | speakers found | collar | DER | missed | false alarm | confusion |")
     print("|---|---|---|---|---|---|---|")
