@@ -29,24 +29,51 @@ whatever $INFRA_THREADS gives the stage (at least one).
 pyannote's pipeline runs on the whole file: it slides 10 s windows over the
 audio and aggregates their overlapping scores before its on/off thresholds and
 minimum durations, so blocks would change segments near each block's edge.
+
+Quiet speech. Silero's probabilities fall with the level: speech 45 dB under its
+usual level gets few windows over the threshold, 50 dB under none at all. So
+the stage measures the audio's loudness as it reads it (stages/_loudness.py:
+each 100 ms frame's RMS in dBFS; a frame under SILENCE_DBFS is silence) and,
+when a file that is not silent (at least MIN_SOUND_S of sounding frames) gets
+less speech than MIN_SPEECH_SHARE of its sounding time, falls back
+(``choose_speech``): Silero's probabilities, kept from the one pass (one float
+per 32 ms), go through the same rule again at FALLBACK_THRESHOLD, used when it
+finds more speech (``fallback: "threshold 0.2"``). When that still finds
+nothing and the file is quiet (its louder parts under QUIET_DBFS), the whole
+file goes to ASR in windows of one chunk (``fallback: "whole file"``), and
+Whisper decides. A file at a usual level in which neither threshold hears
+speech has none (music, noise): given loud pink noise, Whisper tiny.en writes
+"You". vad.json, the result record and the stage's entry in job.json say what
+happened, with the loudness. A silent file has no speech and no fallback. The
+thresholds are the constants below, in one place, for tuning on the
+development set.
 Usage: python3 -m stages.vad [JOB_DIR]
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from infra.jobproto import JOB_FILE, update_stage_entry
 from stages._audio import AUDIO_FILE, SAMPLE_RATE, read_wav, wav_duration_s, wav_spans
 from stages._device import cpu_only, torch_device
-from stages._jobio import StageContext, StageMeter, main_of
+from stages._loudness import Loudness
+from stages._jobio import StageContext, StageError, StageMeter, main_of, write_failure
 from stages._models import package_version, pyannote_input, pyannote_segmentation
+
+# The thresholds, tuned on the development set only (docs/BENCHMARKS.md):
+THRESHOLD = 0.5                        # Silero's speech probability that starts speech
+FALLBACK_THRESHOLD = 0.2               # the same, tried when a file that is not silent gets too little speech
+SILENCE_DBFS = -85.0                   # a 100 ms frame whose RMS is under this is silence
+MIN_SOUND_S = 1.0                      # a file with less sounding time than this is silent: no fallback
+MIN_SPEECH_SHARE = 0.2                 # speech under this share of the sounding time is too little
+QUIET_DBFS = -45.0                     # a file whose louder parts are under this is quiet: Silero may miss its speech
 
 NAME = "vad"
 OUTPUT = "vad.json"
-THRESHOLD = 0.5
 MIN_SPEECH_MS = 250
 MIN_SILENCE_MS = 300
 SPEECH_PAD_MS = 200
@@ -185,17 +212,67 @@ def silero_probabilities(blocks: Iterable[Any], session: Any) -> Iterator[tuple[
     yield run(np.pad(rest, (0, WINDOW - len(rest)))), read
 
 
+def silero_pass(blocks: Iterable[Any], meter: StageMeter | None = None) -> tuple[Any, int, Loudness]:
+    """Silero over the audio's blocks, once: (every window's probability, samples read, the loudness measured)."""
+    import numpy as np
+
+    loudness, kept, read = Loudness(SILENCE_DBFS), [], 0
+
+    def measured() -> Iterator[Any]:
+        for block in blocks:
+            loudness.feed(block)
+            yield block
+    for probabilities, read in silero_probabilities(measured(), silero_session()):
+        kept.append(np.asarray(probabilities, np.float32))
+        if meter is not None:
+            meter.update(read / SAMPLE_RATE)
+    return np.concatenate(kept), read, loudness
+
+
+def track(probabilities: Any, samples: int, max_speech_s: float, threshold: float = THRESHOLD
+          ) -> list[dict[str, float]]:
+    """Silero's rule (SpeechTracker) at ``threshold`` over the window probabilities: segments in seconds."""
+    tracker = SpeechTracker(max_speech_s, threshold)
+    tracker.feed(probabilities)
+    return [{"start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3)}
+            for a, b in tracker.finish(samples)]
+
+
 def silero_segments(audio: Path, max_speech_s: float, meter: StageMeter | None = None,
                     block_s: float = BLOCK_S) -> tuple[list[dict[str, float]], int]:
     """Speech in audio.wav by Silero, read ``block_s`` seconds at a time: (segments in seconds, samples read)."""
-    tracker = SpeechTracker(max_speech_s)
-    read = 0
-    for probabilities, read in silero_probabilities((b for _, b in wav_spans(audio, block_s)), silero_session()):
-        tracker.feed(probabilities)
-        if meter is not None:
-            meter.update(read / SAMPLE_RATE)
-    return [{"start": round(a / SAMPLE_RATE, 3), "end": round(b / SAMPLE_RATE, 3)}
-            for a, b in tracker.finish(read)], read
+    probabilities, read, _ = silero_pass((b for _, b in wav_spans(audio, block_s)), meter)
+    return track(probabilities, read, max_speech_s), read
+
+
+def speech_s(segments: list[dict[str, float]]) -> float:
+    return round(float(sum(s["end"] - s["start"] for s in segments)), 3)
+
+
+def too_little(speech: float, sounding_s: float) -> bool:
+    """Is ``speech`` seconds far less than a file with ``sounding_s`` seconds of sound suggests? Never for a file
+    that is silent (under MIN_SOUND_S of sound)."""
+    return sounding_s >= MIN_SOUND_S and speech < MIN_SPEECH_SHARE * sounding_s
+
+
+def choose_speech(found: list[dict[str, float]], lower: Callable[[], list[dict[str, float]]], sounding_s: float,
+                  loud_dbfs: float | None, duration_s: float, max_s: float
+                  ) -> tuple[list[dict[str, float]], str | None, bool]:
+    """The segments to keep, the fallback taken (None, "threshold X" or "whole file") and whether one was tried.
+
+    ``found`` at the usual threshold stands unless it is too little for the file's sound (``too_little``);
+    then ``lower()`` (the same probabilities at FALLBACK_THRESHOLD) replaces it when it finds more speech. When
+    neither finds any in a quiet file (its louder parts under QUIET_DBFS), the whole file goes to ASR in windows
+    of at most ``max_s`` seconds. A file at a usual level in which neither hears speech has none (music, noise):
+    Silero's misses come from a low level, and Whisper given loud noise can write words that nobody said."""
+    if not too_little(speech_s(found), sounding_s):
+        return found, None, False
+    more = lower()
+    if speech_s(more) > speech_s(found):
+        return more, f"threshold {FALLBACK_THRESHOLD}", True
+    if found or duration_s <= 0 or loud_dbfs is None or loud_dbfs >= QUIET_DBFS:
+        return found, None, True
+    return split_long([{"start": 0.0, "end": round(duration_s, 3)}], max_s), "whole file", True
 
 
 def pyannote_segments(samples: Any, folder: Any, device: Any) -> list[dict[str, float]]:
@@ -232,23 +309,42 @@ def vad(ctx: StageContext) -> None:
         device = torch_device(ctx)                   # the job's device, or one line saying why not
         samples = read_wav(audio)                    # whole: see the module's docstring
         segments = split_long(pyannote_segments(samples, segmentation, device), max_s)
-        read = len(samples)
+        read, loudness = len(samples), Loudness(SILENCE_DBFS)
+        loudness.feed(samples)
+
+        def lower() -> list[dict[str, float]]:
+            probabilities, _, _ = silero_pass([samples])
+            return track(probabilities, read, max_s, FALLBACK_THRESHOLD)
         ctx.versions["pyannote.audio"] = package_version("pyannote.audio")
         ctx.details["model"] = str(segmentation)
     else:
         backend = "silero"
         cpu_only(ctx, "Silero VAD runs in onnxruntime on the CPU (its CPU provider, as faster-whisper runs it)")
-        segments, read = silero_segments(audio, max_s, meter)
+        probabilities, read, loudness = silero_pass((b for _, b in wav_spans(audio, BLOCK_S)), meter)
+        segments = track(probabilities, read, max_s)
+
+        def lower() -> list[dict[str, float]]:
+            return track(probabilities, read, max_s, FALLBACK_THRESHOLD)
         ctx.versions.update({"faster-whisper": package_version("faster-whisper"),
                              "onnxruntime": package_version("onnxruntime")})
         ctx.details["model"] = "silero_vad_v6.onnx (faster-whisper assets)"
         ctx.details["block_s"] = BLOCK_S
-    meter.finish()
-    speech = round(sum(s["end"] - s["start"] for s in segments), 3)
     duration = round(read / SAMPLE_RATE, 3)
+    first_s = speech_s(segments)
+    level = loudness.summary()
+    segments, fallback, tried = choose_speech(segments, lower, level["sounding_s"], level["loud_dbfs"], duration, max_s)
+    meter.finish()
+    speech = speech_s(segments)
+    found = {"threshold": THRESHOLD if backend == "silero" else None, "speech_s_at_threshold": first_s,
+             "fallback_tried": tried, "fallback": fallback, "loudness": level}
     ctx.write_json(OUTPUT, {"backend": backend, "sample_rate": SAMPLE_RATE, "duration_s": duration,
-                            "speech_s": speech, "max_segment_s": max_s, "segments": segments})
-    ctx.details.update({"backend": backend, "segments": len(segments), "speech_s": speech, "audio_s": duration})
+                            "speech_s": speech, "max_segment_s": max_s, **found, "segments": segments})
+    ctx.details.update({"backend": backend, "segments": len(segments), "speech_s": speech, "audio_s": duration,
+                        **found})
+    try:
+        update_stage_entry(ctx.job_dir, NAME, fallback=fallback, loudness=level)   # None: no fallback key
+    except OSError as exc:
+        raise StageError(write_failure(ctx.job_dir / JOB_FILE, exc, ctx.job_dir)) from None
 
 
 if __name__ == "__main__":
