@@ -1,22 +1,35 @@
 """Stage subtitles: ASR words merged with speaker turns, written as subtitles.srt and subtitles.vtt.
 
-Each word takes the speaker whose turns overlap it most (else the nearest turn
-within NEAREST_TURN_S, else the previous word's). Words become cues of one
-speaker each; a cue ends at a change of speaker, a pause of MAX_PAUSE_S, a
-sentence end once it holds half a line, or where one more word would not fit
-MAX_LINES lines of MAX_LINE characters or MAX_CUE_S seconds. A cue is broken
-into two lines at the word boundary that balances them best, preferring one
-after punctuation. Short cues are held longer, up to the next cue, so they can
-be read: at least MIN_CUE_S, and long enough for MAX_CPS characters a second.
-When more than one speaker talks, every cue starts with its speaker
-("Speaker 1: "); WebVTT also names it in a voice tag. A film in which nobody
-speaks gets an SRT without cues (an empty file) and a VTT with its header only.
+Speakers: each word takes the speaker whose turns overlap it most (else the nearest turn within
+NEAREST_TURN_S, else the previous word's).
+
+Text: words become cues of one speaker each; a cue ends at a change of speaker, a pause of MAX_PAUSE_S, a
+sentence end once it holds half a line, or where one more word would not fit MAX_LINES lines of MAX_LINE
+characters or MAX_CUE_S seconds. A cue is broken into two lines at the word boundary that balances them best,
+preferring one after punctuation.
+
+Timing follows the rules `infra subs check` checks (infra/quality/subtitles.py has the same limits): every cue
+lasts at least MIN_CUE_S and at most MAX_CUE_S, long enough to read at MAX_CPS characters a second (every
+character shown counts, spaces, dashes and the SRT's speaker names included, line breaks not), with at least
+MIN_GAP_S between two cues. Times are whole milliseconds, as the files write them. A cue keeps its words'
+time when that is enough; else it is held into the gap after it. When the next cue leaves it too little room,
+the two become one cue if they fit one (the same speaker: one text; two speakers: a line each, each starting
+with a dash, "- "); else the cue starts up to LEAD_IN_S before its first word, and then delays the cues after
+it, up to MAX_LAG_S after their words (the delay is caught up in the next pause). Speech too fast for all
+of that (more than MAX_CPS characters a second for longer than the delay absorbs) keeps the time it has, at
+least MIN_CUE_S: the cue is shown for less than its reading time rather than letting the subtitles drift
+further from the speech. The result record counts such cues (`fast_cues`), and `infra subs check` reports them.
+
+When more than one speaker talks, every SRT cue names its speaker in its text ("Speaker 1: ", after the dash in
+a cue of two speakers); WebVTT names the speaker once, as a voice tag (`<v Speaker 1>`), never in the text.
+A film in which nobody speaks gets an SRT without cues (an empty file) and a VTT with its header only.
 Usage: python3 -m stages.subtitles [JOB_DIR]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stages._jobio import StageContext, main_of
@@ -27,11 +40,14 @@ VTT_OUTPUT = "subtitles.vtt"
 MAX_LINE = 42
 MAX_LINES = 2
 MAX_CUE_S = 7.0
-MIN_CUE_S = 1.0
+MIN_CUE_S = 0.83             # 20 frames at 24 fps
 MAX_CPS = 17.0
-MIN_GAP_S = 0.08             # between two cues: two frames at 25 fps
+MIN_GAP_S = 0.083            # between two cues: two frames at 24 fps
+LEAD_IN_S = 0.5              # how early a cue may start before its first word, to be read in time
+MAX_LAG_S = 1.0              # how late a cue may start after its first word, to give the one before it time
 MAX_PAUSE_S = 1.0
 NEAREST_TURN_S = 1.0
+DASH = "- "
 SENTENCE_END = (".", "?", "!", "…", "।")
 BREAK_AFTER = (",", ";", ":", *SENTENCE_END)
 
@@ -45,11 +61,22 @@ class Word:
 
 
 @dataclass(frozen=True)
+class Part:
+    """What one speaker says in a cue."""
+    speaker: str | None
+    text: str
+
+
+@dataclass(frozen=True)
 class Cue:
+    """Shown from start to end (seconds); one part, or two of different speakers (a dialogue cue)."""
     start: float
     end: float
-    speaker: str | None
-    lines: tuple[str, ...]
+    parts: tuple[Part, ...]
+
+    @property
+    def speakers(self) -> tuple[str | None, ...]:
+        return tuple(p.speaker for p in self.parts)
 
 
 def speaker_label(speaker: str) -> str:
@@ -122,9 +149,39 @@ def wrap(text: str, width: int = MAX_LINE) -> list[str]:
     return lines
 
 
+def wrap(text: str, width: int = MAX_LINE) -> list[str]:
+    """One line if it fits; else the most balanced two-line break (after punctuation if that is nearly as
+    balanced); else as many full lines as it takes (a word longer than a line is cut)."""
+    if len(text) <= width:
+        return [text]
+    words = text.split()
+    best: tuple[float, list[str]] | None = None
+    for i in range(1, len(words)):
+        first, second = " ".join(words[:i]), " ".join(words[i:])
+        if len(first) <= width and len(second) <= width:
+            cost = abs(len(first) - len(second)) - (8 if first.endswith(BREAK_AFTER) else 0)
+            if best is None or cost < best[0]:
+                best = (cost, [first, second])
+    if best is not None:
+        return best[1]
+    lines: list[str] = []
+    for word in words:
+        while len(word) > width:
+            lines.append(word[:width])
+            word = word[width:]
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def label(speaker: str | None, prefixed: bool) -> str:
+    return f"{speaker_label(speaker)}: " if prefixed and speaker else ""
+
+
 def text_of(group: list[Word], prefixed: bool) -> str:
-    body = " ".join(w.text for w in group)
-    return f"{speaker_label(group[0].speaker)}: {body}" if prefixed and group[0].speaker else body
+    return label(group[0].speaker, prefixed) + " ".join(w.text for w in group)
 
 
 def fits(group: list[Word], prefixed: bool) -> bool:
@@ -178,64 +235,157 @@ def build_cues(words: list[Word], prefixed: bool) -> list[Cue]:
             pieces = pieces[1:]
         groups += pieces
         phrase_end = True
-    return [Cue(g[0].start, g[-1].end, g[0].speaker, tuple(wrap(text_of(g, prefixed)))) for g in groups]
+    return [Cue(g[0].start, g[-1].end, (Part(g[0].speaker, " ".join(w.text for w in g)),)) for g in groups]
 
 
-def readable(cues: list[Cue]) -> list[Cue]:
-    """Hold each cue long enough to read (MIN_CUE_S, MAX_CPS) without reaching the next; never overlap."""
-    out = []
-    for i, cue in enumerate(cues):
-        chars = sum(len(line) for line in cue.lines)
-        want = min(MAX_CUE_S, max(MIN_CUE_S, chars / MAX_CPS))
-        next_start = cues[i + 1].start if i + 1 < len(cues) else float("inf")
-        end = min(max(cue.end, cue.start + want), next_start - MIN_GAP_S)
-        if end <= cue.start:         # the next cue starts at once: share the time up to it
-            end = cue.start + max(0.001, (next_start - cue.start) / 2)
-        out.append(Cue(cue.start, round(end, 3), cue.speaker, cue.lines))
+def cue_lines(cue: Cue, prefixed: bool) -> list[str]:
+    """The lines as the SRT shows them: one part wrapped after its speaker's name (when prefixed); a dialogue
+    cue a line per speaker, each after a dash."""
+    if len(cue.parts) == 1:
+        return wrap(label(cue.parts[0].speaker, prefixed) + cue.parts[0].text)
+    return [DASH + label(p.speaker, prefixed) + p.text for p in cue.parts]
+
+
+def fits_lines(lines: list[str]) -> bool:
+    return len(lines) <= MAX_LINES and all(len(line) <= MAX_LINE for line in lines)
+
+
+def joined(a: Cue, b: Cue, prefixed: bool) -> Cue | None:
+    """a and b as one cue (one text for one speaker, a dialogue cue for two), or None when that breaks a limit."""
+    if b.end - a.start > MAX_CUE_S or len(a.parts) != 1 or len(b.parts) != 1:
+        return None
+    (pa,), (pb,) = a.parts, b.parts
+    parts = (Part(pa.speaker, f"{pa.text} {pb.text}"),) if pa.speaker == pb.speaker else (pa, pb)
+    cue = Cue(a.start, b.end, parts)
+    return cue if fits_lines(cue_lines(cue, prefixed)) else None
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def reading_ms(cue: Cue, prefixed: bool) -> int:
+    """How long the cue must be shown: MIN_CUE_S, and MAX_CPS for every character the SRT shows."""
+    chars = sum(len(line) for line in cue_lines(cue, prefixed))
+    return min(ms(MAX_CUE_S), max(ms(MIN_CUE_S), math.ceil(chars * 1000 / MAX_CPS)))
+
+
+def merged_where_crowded(cues: list[Cue], prefixed: bool) -> list[Cue]:
+    """A cue that cannot be read before the next one's words start, even starting LEAD_IN_S early, becomes one
+    cue with the next when the two fit one."""
+    gap, lead = ms(MIN_GAP_S), ms(LEAD_IN_S)
+    out: list[Cue] = []
+    for cue in cues:
+        if out:
+            before = out[-1]
+            room = ms(cue.start) - gap - ms(before.start) + (lead if len(out) == 1 else min(
+                lead, ms(before.start) - ms(out[-2].end) - gap))
+            both = joined(before, cue, prefixed) if room < reading_ms(before, prefixed) else None
+            if both is not None:
+                out[-1] = both
+                continue
+        out.append(cue)
     return out
 
 
+def latest_starts(cues: list[Cue], needs: list[int]) -> list[int]:
+    """For each cue, the latest start that still leaves every cue after it its reading time, none of them
+    starting more than MAX_LAG_S after its words. Where that would need a start more than LEAD_IN_S before the
+    cue's words (the speech is too fast), the cue keeps its words' start and is the one short of time: the cues
+    before it are not pulled earlier for nothing."""
+    gap, lag, lead = ms(MIN_GAP_S), ms(MAX_LAG_S), ms(LEAD_IN_S)
+    out = [0] * len(cues)
+    later = math.inf
+    for i in range(len(cues) - 1, -1, -1):
+        first = ms(cues[i].start)
+        out[i] = int(min(first + lag, later - gap - needs[i]))
+        if out[i] < first - lead:       # too fast here: this cue is the one short of time
+            out[i] = first
+        later = out[i]
+    return out
+
+
+def timed(cues: list[Cue], prefixed: bool) -> tuple[list[Cue], int]:
+    """Display times that follow the rules (the module's docstring says how), and the number of cues shown for
+    less than their reading time because the speech was too fast."""
+    gap, lead, longest, shortest = ms(MIN_GAP_S), ms(LEAD_IN_S), ms(MAX_CUE_S), ms(MIN_CUE_S)
+    cues = merged_where_crowded(cues, prefixed)
+    needs = [reading_ms(c, prefixed) for c in cues]
+    latest = latest_starts(cues, needs)
+    out, fast, prev_end = [], 0, -gap
+    for i, (cue, need) in enumerate(zip(cues, needs)):
+        first, last = ms(cue.start), ms(cue.end)
+        unhurried = ms(cues[i + 1].start) - gap - need if i + 1 < len(cues) else first  # leaves the next on time
+        start = max(prev_end + gap, first - lead, min(first, unhurried, latest[i]))
+        end = min(max(last, start + need), start + longest)
+        if i + 1 < len(cues):
+            on_time = min(ms(cues[i + 1].start), latest[i + 1]) - gap     # the next cue's own start, if it can
+            if end > on_time:
+                end = max(on_time, start + need)
+            end = min(end, latest[i + 1] - gap)
+        end = max(end, start + shortest)
+        fast += end - start < need
+        out.append(replace(cue, start=start / 1000, end=end / 1000))
+        prev_end = end
+    return out, fast
+
+
 def timestamp(seconds: float, separator: str) -> str:
-    ms = max(0, round(seconds * 1000))
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{separator}{ms % 1000:03d}"
+    t = max(0, round(seconds * 1000))
+    return f"{t // 3_600_000:02d}:{t // 60_000 % 60:02d}:{t // 1000 % 60:02d}{separator}{t % 1000:03d}"
 
 
-def srt_text(cues: list[Cue]) -> str:
-    return "".join(f"{i}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n" + "\n".join(c.lines) + "\n\n"
-                   for i, c in enumerate(cues, start=1))
+def srt_text(cues: list[Cue], prefixed: bool = False) -> str:
+    return "".join(f"{i}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n" + "\n".join(cue_lines(c, prefixed))
+                   + "\n\n" for i, c in enumerate(cues, start=1))
 
 
 def vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def vtt_lines(cue: Cue, prefixed: bool) -> list[str]:
+    """The speaker (when prefixed) as a voice tag, never in the text: on the first line of a one-speaker cue,
+    on each line of a dialogue cue (closed there, as the next line is another voice's)."""
+    def voice(speaker: str | None) -> str:
+        return f"<v {vtt_escape(speaker_label(speaker))}>" if prefixed and speaker else ""
+
+    if len(cue.parts) == 1:
+        lines = [vtt_escape(line) for line in wrap(cue.parts[0].text)]
+        return [voice(cue.parts[0].speaker) + lines[0], *lines[1:]]
+    return [voice(p.speaker) + DASH + vtt_escape(p.text) + ("</v>" if voice(p.speaker) else "") for p in cue.parts]
+
+
 def vtt_text(cues: list[Cue], prefixed: bool) -> str:
-    out = ["WEBVTT\n\n"]
-    for c in cues:
-        lines = [vtt_escape(line) for line in c.lines]
-        if prefixed and c.speaker:
-            lines[0] = f"<v {vtt_escape(speaker_label(c.speaker))}>{lines[0]}"
-        out.append(f"{timestamp(c.start, '.')} --> {timestamp(c.end, '.')}\n" + "\n".join(lines) + "\n\n")
-    return "".join(out)
+    return "WEBVTT\n\n" + "".join(f"{timestamp(c.start, '.')} --> {timestamp(c.end, '.')}\n"
+                                   + "\n".join(vtt_lines(c, prefixed)) + "\n\n" for c in cues)
+
+
+def timed_cues(asr: dict[str, Any], diarization: dict[str, Any]) -> tuple[list[Cue], bool, int]:
+    """The cues of a job, whether they name speakers (more than one speaker), and how many are too fast to read."""
+    words = assign_speakers(asr_words(asr), diarization.get("turns", []))
+    prefixed = len({w.speaker for w in words if w.speaker}) > 1
+    cues, fast = timed(build_cues(words, prefixed), prefixed)
+    return cues, prefixed, fast
 
 
 def make_cues(asr: dict[str, Any], diarization: dict[str, Any]) -> tuple[list[Cue], bool]:
-    """The cues of a job, and whether they carry speaker prefixes (more than one speaker)."""
-    words = assign_speakers(asr_words(asr), diarization.get("turns", []))
-    prefixed = len({w.speaker for w in words if w.speaker}) > 1
-    return readable(build_cues(words, prefixed)), prefixed
+    """The cues of a job and whether they name speakers."""
+    cues, prefixed, _ = timed_cues(asr, diarization)
+    return cues, prefixed
 
 
 def subtitles(ctx: StageContext) -> None:
     asr = ctx.read_json("asr.json", made_by="asr")
     diarization = ctx.read_json("diarization.json", made_by="diarize")
-    cues, prefixed = make_cues(asr, diarization)
-    ctx.write_text(SRT_OUTPUT, srt_text(cues))
+    cues, prefixed, fast = timed_cues(asr, diarization)
+    ctx.write_text(SRT_OUTPUT, srt_text(cues, prefixed))
     ctx.write_text(VTT_OUTPUT, vtt_text(cues, prefixed))
-    ctx.details.update({"cues": len(cues), "speakers": len({c.speaker for c in cues if c.speaker}),
-                        "prefixed": prefixed, "language": asr.get("language"),
+    ctx.details.update({"cues": len(cues), "speakers": len({s for c in cues for s in c.speakers if s}),
+                        "prefixed": prefixed, "dialogue_cues": sum(len(c.parts) > 1 for c in cues),
+                        "fast_cues": fast, "language": asr.get("language"),
                         "diarization_backend": diarization.get("backend"),
-                        "longest_line": max((len(line) for c in cues for line in c.lines), default=0)})
+                        "longest_line": max((len(line) for c in cues for line in cue_lines(c, prefixed)), default=0)})
     if not cues:
         ctx.details["note"] = "no speech: the SRT and the VTT have no cues"
 

@@ -40,7 +40,7 @@ def _root(
 
 from infra.cli import (  # noqa: E402  (the commands, registered below)
     base_cmd, bootstrap_cmd, build_cmd, config_cmd, doctor_cmd, env_cmd, hw_cmd, image_cmd, job_cmd, lock_cmd,
-    models_cmd, render_cmd, run_cmd, serve_cmd, stack_cmd,
+    models_cmd, render_cmd, run_cmd, serve_cmd, stack_cmd, subs_cmd,
 )
 
 app.add_typer(config_cmd.app, name="config")
@@ -62,3 +62,4 @@ app.command("logs")(stack_cmd.logs)
 app.command("deploy")(stack_cmd.deploy)
 app.command("run")(run_cmd.run)
 app.add_typer(image_cmd.app, name="image")
+app.add_typer(subs_cmd.app, name="subs")
