@@ -31,22 +31,22 @@ audio and aggregates their overlapping scores before its on/off thresholds and
 minimum durations, so blocks would change segments near each block's edge.
 
 Quiet speech. Silero's probabilities fall with the level: speech 45 dB under its
-usual level gets few windows over the threshold, 50 dB under none at all. So
-the stage measures the audio's loudness as it reads it (stages/_loudness.py:
-each 100 ms frame's RMS in dBFS; a frame under SILENCE_DBFS is silence) and,
-when a file that is not silent (at least MIN_SOUND_S of sounding frames) gets
-less speech than MIN_SPEECH_SHARE of its sounding time, falls back
+usual level gets few windows over the threshold, 50 dB under none at all. So the
+stage measures the audio's loudness as it reads it (stages/_loudness.py: each
+100 ms frame's RMS in dBFS; a frame under SILENCE_DBFS is silence) and, when a
+file that is not silent (at least MIN_SOUND_S of sounding frames) gets less
+speech than MIN_SPEECH_SHARE of its sounding time, falls back
 (``choose_speech``): Silero's probabilities, kept from the one pass (one float
 per 32 ms), go through the same rule again at FALLBACK_THRESHOLD, used when it
-finds more speech (``fallback: "threshold 0.2"``). When that still finds
-nothing and the file is quiet (its louder parts under QUIET_DBFS), the whole
-file goes to ASR in windows of one chunk (``fallback: "whole file"``), and
-Whisper decides. A file at a usual level in which neither threshold hears
+finds more speech (``fallback: "threshold 0.2"``). When that is still too little
+(nothing, most often) and the file is quiet (its louder parts under QUIET_DBFS),
+the whole file goes to ASR in windows of one chunk (``fallback: "whole file"``),
+and Whisper decides. A file at a usual level in which neither threshold hears
 speech has none (music, noise): given loud pink noise, Whisper tiny.en writes
 "You". vad.json, the result record and the stage's entry in job.json say what
 happened, with the loudness. A silent file has no speech and no fallback. The
-thresholds are the constants below, in one place, for tuning on the
-development set.
+thresholds are the constants below, in one place, for tuning on the development
+set.
 Usage: python3 -m stages.vad [JOB_DIR]
 """
 
@@ -262,16 +262,17 @@ def choose_speech(found: list[dict[str, float]], lower: Callable[[], list[dict[s
 
     ``found`` at the usual threshold stands unless it is too little for the file's sound (``too_little``);
     then ``lower()`` (the same probabilities at FALLBACK_THRESHOLD) replaces it when it finds more speech. When
-    neither finds any in a quiet file (its louder parts under QUIET_DBFS), the whole file goes to ASR in windows
-    of at most ``max_s`` seconds. A file at a usual level in which neither hears speech has none (music, noise):
-    Silero's misses come from a low level, and Whisper given loud noise can write words that nobody said."""
+    what is kept is still too little (nothing, most often) and the file is quiet (its louder parts under
+    QUIET_DBFS), the whole file goes to ASR in windows of at most ``max_s`` seconds. A file at a usual level in
+    which neither threshold hears speech has none (music, noise): Silero's misses come from a low level, and
+    Whisper given loud noise can write words that nobody said."""
     if not too_little(speech_s(found), sounding_s):
         return found, None, False
     more = lower()
-    if speech_s(more) > speech_s(found):
-        return more, f"threshold {FALLBACK_THRESHOLD}", True
-    if found or duration_s <= 0 or loud_dbfs is None or loud_dbfs >= QUIET_DBFS:
-        return found, None, True
+    kept, fallback = (more, f"threshold {FALLBACK_THRESHOLD}") if speech_s(more) > speech_s(found) else (found, None)
+    quiet = loud_dbfs is not None and loud_dbfs < QUIET_DBFS
+    if not quiet or duration_s <= 0 or not too_little(speech_s(kept), sounding_s):
+        return kept, fallback, True
     return split_long([{"start": 0.0, "end": round(duration_s, 3)}], max_s), "whole file", True
 
 

@@ -74,10 +74,19 @@ def test_too_little_speech_takes_the_lower_threshold_when_it_finds_more() -> Non
     assert lower.asked == 1
 
 
-def test_too_little_speech_stands_when_the_lower_threshold_finds_no_more() -> None:
+def test_too_little_speech_at_a_usual_level_stands_when_the_lower_threshold_finds_no_more() -> None:
     found = [seg(3.0, 4.0)]
-    assert choose_speech(found, Lower(), 20.0, QUIET, duration_s=30.0, max_s=30.0) == (found, None, True)
-    assert choose_speech(found, Lower(seg(3.2, 3.9)), 20.0, QUIET, duration_s=30.0, max_s=30.0) == (found, None, True)
+    assert choose_speech(found, Lower(), 20.0, USUAL, duration_s=30.0, max_s=30.0) == (found, None, True)
+    assert choose_speech(found, Lower(seg(3.2, 3.9)), 20.0, USUAL, duration_s=30.0, max_s=30.0) == (found, None, True)
+
+
+def test_a_quiet_file_whose_speech_is_still_too_little_at_the_lower_threshold_goes_whole() -> None:
+    windows, fallback, _ = choose_speech([seg(3.0, 4.0)], Lower(seg(2.0, 5.0)), 20.0, QUIET, duration_s=30.0,
+                                         max_s=30.0)
+    assert (windows, fallback) == ([seg(0.0, 30.0)], "whole file")
+    enough = Lower(seg(2.0, 10.0))                       # 8 s of 20 s sounding: no longer too little
+    assert choose_speech([seg(3.0, 4.0)], enough, 20.0, QUIET, duration_s=30.0, max_s=30.0) == (
+        enough.segments, f"threshold {FALLBACK_THRESHOLD}", True)
 
 
 def test_no_speech_at_either_threshold_in_a_quiet_file_hands_over_the_whole_file_in_windows() -> None:

@@ -1,0 +1,194 @@
+"""Quiet speech and films without speech, through the real stages natively (Silero VAD, Whisper tiny.en, FFmpeg).
+
+Real speech: pyannote.audio's sample (30 s, two speakers, with its reference
+transcript sample.stm), taken out of the wheel that `pip download` fetches
+(nothing is installed), made quiet with FFmpeg's volume filter. Silero's speech
+probability falls with the level: 35 dB down it still hears all the speech; 46
+dB down it hears about a second of 22 at its usual threshold; 50 dB down
+nothing at any threshold. The VAD stage's fallback (stages/vad.py) must bring
+that speech to ASR, and ASR must find its words.
+
+Films without speech (made with FFmpeg): digital silence; pink noise at a usual
+level (Silero hears no speech at either threshold; Whisper given it would write
+"You"); a quiet hum of tones (a quiet file, so the whole file goes to ASR,
+which finds no words). Each job finishes done, with an SRT and a VTT without
+cues and a video without a subtitle track (ffprobe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from infra.hardware.cache import fingerprint, write_cache
+from infra.quality.scoring import read_stm, word_errors
+from tests.integration.media_fixtures import detected  # noqa: F401
+
+PYANNOTE = "pyannote.audio==4.0.7"
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """sample.wav and sample.stm out of pyannote.audio's wheel."""
+    root = tmp_path_factory.mktemp("pyannote-sample")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                    "--disable-pip-version-check", "-d", str(root), PYANNOTE], check=True, capture_output=True,
+                   timeout=300)
+    with zipfile.ZipFile(next(root.glob("pyannote_audio-*.whl"))) as wheel:
+        for name in ("sample.wav", "sample.stm"):
+            (root / name).write_bytes(wheel.read(f"pyannote/audio/sample/{name}"))
+    return {"wav": root / "sample.wav", "stm": root / "sample.stm"}
+
+
+@pytest.fixture(scope="module")
+def quiet(sample: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """The sample 35, 46 and 50 dB down, 16 kHz mono 16-bit."""
+    root = tmp_path_factory.mktemp("quiet")
+    made = {}
+    for db in (35, 46, 50):
+        made[db] = root / f"sample-{db}dB.wav"
+        ffmpeg("-i", str(sample["wav"]), "-af", f"volume=-{db}dB", "-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le",
+               str(made[db]))
+    return made
+
+
+@pytest.fixture(scope="module")
+def films(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Short films in which nobody speaks: silence, pink noise, a quiet hum (H.264 and AAC, as films are)."""
+    root = tmp_path_factory.mktemp("nospeech")
+    sounds = {"silent": "anullsrc=r=48000:cl=stereo",
+              "noise": "anoisesrc=c=pink:a=0.3:r=48000",
+              "hum": "aevalsrc=0.003*sin(2*PI*220*t)*(1+sin(2*PI*3*t))+0.002*sin(2*PI*330*t):s=48000"}
+    for name, sound in sounds.items():
+        ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x36:r=5", "-f", "lavfi", "-i", sound, "-t", "6",
+               "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(root / f"{name}.mp4"))
+    return {p.stem: p for p in root.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def infra(tmp_path_factory: pytest.TempPathFactory, ml_env: Path, model_cache: Path, detected):  # noqa: F811
+    """`infra ...` in a fresh workspace with the built-in spec, the native environment and tiny.en."""
+    ws = tmp_path_factory.mktemp("ws")
+    (ws / ".venv-ml").symlink_to(ml_env)
+    write_cache(ws / "out" / "hardware_cache.json", detected, fingerprint())
+    env = {k: v for k, v in os.environ.items() if k != "INFRA_FILE"}
+    env["INFRA_CACHE"] = str(model_cache)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "infra", *args], cwd=ws, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    run.ws = ws
+    return run
+
+
+def job_of(infra, *args: str) -> Path:
+    """`infra run FILE --mode native --model tiny.en --language en ...`: the job's directory (the run must be done)."""
+    result = infra("run", *args, "--mode", "native", "--model", "tiny.en", "--language", "en")
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = re.search(r"^job (\d{8}-\d{4}): done$", result.stdout, re.M).group(1)
+    return infra.ws / (infra.ws / "jobs" / job_id).read_text().strip()
+
+
+def read(job: Path, name: str) -> dict:
+    return json.loads((job / name).read_text())
+
+
+def vad_entry(job: Path) -> dict:
+    data = read(job, "job.json")
+    assert data["status"] == "done" and {s["status"] for s in data["stages"]} == {"done"}
+    return next(s for s in data["stages"] if s["name"] == "vad")
+
+
+def words(job: Path) -> list[str]:
+    return [w["word"] for seg in read(job, "asr.json")["segments"] for w in seg["words"]]
+
+
+def test_speech_35_db_down_is_heard_without_a_fallback(infra, quiet: dict[int, Path]) -> None:
+    prepared = infra("job", "prepare", str(quiet[35]), "--mode", "native", "--model", "tiny.en", "--json")
+    assert prepared.returncode == 0, prepared.stderr
+    job = json.loads(prepared.stdout)
+    ran = infra("job", "run", job["id"], "--stages", "demux,vad")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    found = read(infra.ws / job["dir"], "vad.json")
+    assert (found["fallback"], found["fallback_tried"]) == (None, False)
+    assert found["speech_s"] == found["speech_s_at_threshold"] > 20
+    assert -75 < found["loudness"]["rms_dbfs"] < -60
+
+
+def test_speech_46_db_down_is_recovered_at_the_lower_threshold(infra, quiet: dict[int, Path]) -> None:
+    job = job_of(infra, str(quiet[46]), "--workflow", "transcribe")
+    found = read(job, "vad.json")
+    level = found["loudness"]
+    assert found["fallback"] == "threshold 0.2"
+    assert found["speech_s_at_threshold"] < 0.2 * level["sounding_s"]          # too little at the usual threshold
+    assert found["speech_s"] > 2 * found["speech_s_at_threshold"]
+    entry = vad_entry(job)
+    assert entry["fallback"] == "threshold 0.2" and entry["loudness"] == level
+    assert read(job, "results/vad.json")["details"]["fallback"] == "threshold 0.2"
+    heard = words(job)
+    assert len(heard) >= 5, heard
+
+
+def test_speech_50_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quiet: dict[int, Path],
+                                                                     sample: dict[str, Path]) -> None:
+    job = job_of(infra, str(quiet[50]), "--workflow", "transcribe")
+    found = read(job, "vad.json")
+    assert found["speech_s_at_threshold"] == 0 and found["fallback"] == "whole file"
+    assert found["segments"][0]["start"] == 0 and found["segments"][-1]["end"] == found["duration_s"]
+    assert all(s["end"] - s["start"] <= found["max_segment_s"] for s in found["segments"])
+    assert found["loudness"]["loud_dbfs"] < -45 and found["loudness"]["sounding_s"] > 5
+    assert vad_entry(job)["fallback"] == "whole file"
+    heard = words(job)
+    assert len(heard) >= 20, heard
+    assert word_errors(read_stm(sample["stm"]), " ".join(heard)).wer < 0.8
+
+
+def no_subtitles(job: Path) -> None:
+    """An SRT and a VTT without cues, a video and its audio without a subtitle track, the mux record saying so."""
+    srt, vtt = (job / "subtitles.srt").read_text(), (job / "subtitles.vtt").read_text()
+    assert "-->" not in srt and srt.strip() == ""
+    assert vtt.startswith("WEBVTT") and "-->" not in vtt
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json",
+                            str(job / "subtitled.mp4")], capture_output=True, text=True, check=True)
+    assert [s["codec_type"] for s in json.loads(probe.stdout)["streams"]] == ["video", "audio"]
+    mux = read(job, "results/mux.json")["details"]
+    assert (mux["cues"], mux["subtitle_track"]) == (0, False)
+    assert read(job, "asr.json")["segments"] == []
+
+
+def test_a_silent_film_finishes_done_without_subtitles(infra, films: dict[str, Path]) -> None:
+    job = job_of(infra, str(films["silent"]))
+    found = read(job, "vad.json")
+    assert found["segments"] == [] and (found["fallback"], found["fallback_tried"]) == (None, False)
+    assert found["loudness"]["sounding_s"] == 0 and found["loudness"]["rms_dbfs"] is None
+    assert "fallback" not in vad_entry(job)
+    no_subtitles(job)
+
+
+def test_a_film_of_noise_finishes_done_without_subtitles(infra, films: dict[str, Path]) -> None:
+    job = job_of(infra, str(films["noise"]))
+    found = read(job, "vad.json")
+    assert found["segments"] == [] and (found["fallback"], found["fallback_tried"]) == (None, True)
+    assert found["loudness"]["loud_dbfs"] > -45 and found["loudness"]["sounding_s"] >= 5.5
+    no_subtitles(job)
+
+
+def test_a_quiet_hum_goes_to_asr_whole_and_finishes_done_without_subtitles(infra, films: dict[str, Path]) -> None:
+    job = job_of(infra, str(films["hum"]))
+    found = read(job, "vad.json")
+    assert found["fallback"] == "whole file" and found["loudness"]["loud_dbfs"] < -45
+    assert vad_entry(job)["fallback"] == "whole file"
+    assert read(job, "asr.json")["windows"] == [{"start": 0.0, "end": found["duration_s"]}]
+    no_subtitles(job)
