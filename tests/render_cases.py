@@ -66,7 +66,20 @@ def serve_stack() -> Stack:
     return dataclasses.replace(stack, spec=stack.spec.model_copy(update={"serve": serve}))
 
 
-CASES = {"default": default_stack, "baked": baked_stack, "locked": locked_stack, "serve": serve_stack}
+def fleet_stack() -> Stack:
+    """The shipped spec for a fleet: a registry, the native env delivered as an image (tests/fleet_env holds a
+    fixed lock, so the image's tag is fixed) and a memory reservation on asr."""
+    stack = default_stack()
+    env = stack.spec.native_env.model_copy(update={"delivery": "image", "path": str(REPO / "tests" / "fleet_env")})
+    stages = dict(stack.spec.stages)
+    stages["asr"] = stages["asr"].model_copy(update={"memory": "3G"})
+    spec = stack.spec.model_copy(update={"native_env": env, "registry": "registry.example.com/speech",
+                                         "stages": stages})
+    return dataclasses.replace(stack, spec=spec)
+
+
+CASES = {"default": default_stack, "baked": baked_stack, "locked": locked_stack, "serve": serve_stack,
+         "fleet": fleet_stack}
 
 
 # The NVIDIA library folders of a CUDA 12 environment (torch 2.9.1 with the `ml` extra, made by

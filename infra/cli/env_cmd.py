@@ -64,6 +64,9 @@ def create(
 def show(
     path: PathOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    registry: Annotated[bool, typer.Option("--registry", help="Also say whether the registry holds this env's "
+                                           "environment image (`infra env push`), and its digest.")] = False,
+    mode: Annotated[str, typer.Option("--mode", help="The mode whose base carries the image.")] = "docker-cpu",
 ) -> None:
     """Python, platform, glibc, torch and its CUDA build, and the packages of the environment."""
     from infra.cli.context import load
@@ -84,9 +87,20 @@ def show(
         "lock": {"target": lock.get("target"), "packages": len(lock.get("freeze", []))} if lock else None,
         "packages": dict(sorted(env.distributions.items())),
     }
+    remote = None
+    if registry:
+        from infra.cli.context import checked_mode
+        from infra.stack.envimage import remote_env_image
+
+        stack = load()
+        remote = remote_env_image(stack, checked_mode(stack, mode))
+        data["registry"] = {"image": remote.ref, "digest": remote.digest}
     if json_out:
         print_json(data)
         return
+    if remote is not None:
+        typer.echo(f"registry: {remote.ref} " + (f"({remote.digest})" if remote.digest else
+                                                 "absent (`infra env push` puts it there)"))
     typer.echo(f"{target}: Python {env.python}, {'/'.join(data['platforms'])} {'/'.join(data['architectures'])}")
     typer.echo(f"  torch {env.torch or 'not installed'}" + (f" (CUDA {env.torch_cuda})" if env.torch_cuda else
                                                              " (CPU build)" if env.torch else ""))
@@ -96,3 +110,30 @@ def show(
     if data["glibc_required"]:
         typer.echo(f"  needs glibc >= {data['glibc_required']} (for {needed_by})")
     typer.echo(f"  {len(env.distributions)} packages: " + ", ".join(f"{k} {v}" for k, v in data["packages"].items()))
+
+
+@app.command("push")
+def push(
+    mode: Annotated[str, typer.Option("--mode", help="The mode whose base carries the image.")] = "docker-cpu",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Push the native environment to the registry as an image (skipped when the registry has it): what a
+    swarm's nodes and compose's image mounts load instead of a folder on each machine."""
+    from infra.cli.context import checked_mode, load
+    from infra.cli.output import print_json
+    from infra.stack.envimage import EnvImage, push_env_image
+
+    stack = load()
+    result = None
+    for item in push_env_image(stack, checked_mode(stack, mode)):
+        if isinstance(item, EnvImage):
+            result = item
+        else:
+            typer.echo(item, err=True)
+    assert result is not None
+    if json_out:
+        print_json({"image": result.ref, "digest": result.digest, "status": result.status,
+                    "seconds": round(result.seconds, 1)})
+    else:
+        typer.echo(f"{result.ref}: {result.status} ({result.digest})"
+                   + (f" in {result.seconds:.1f} s" if result.seconds else ""))

@@ -34,6 +34,7 @@ MANIFEST_TYPES = (
 )
 TIMEOUT_S = 30.0
 CHUNK = 1 << 20
+DOCKER_CERTS_D = Path("/etc/docker/certs.d")   # where docker looks for a registry's own CA
 
 logging.getLogger("oras").setLevel(logging.CRITICAL)   # its own messages would repeat ours
 
@@ -50,6 +51,12 @@ def docker_configs() -> list[str] | None:
     return [str(path)] if path.is_file() else None
 
 
+def docker_registry_ca(host: str) -> str | None:
+    """The CA that docker itself trusts for this registry (/etc/docker/certs.d/HOST[:PORT]/ca.crt), if any."""
+    path = DOCKER_CERTS_D / host / "ca.crt"
+    return str(path) if path.is_file() else None
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     """``HOST/path/name:tag`` or ``...@sha256:...`` as (host, the rest)."""
     host, _, rest = ref.partition("/")
@@ -64,7 +71,8 @@ class RegistryClient(oras.provider.Registry):
     def __init__(self, host: str, ca_bundle: str | None = None, timeout: float = TIMEOUT_S) -> None:
         self.timeout = timeout
         insecure = is_loopback(host)
-        verify: bool | str = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or _system_bundle() or True
+        verify: bool | str = (ca_bundle or docker_registry_ca(host) or os.environ.get("REQUESTS_CA_BUNDLE")
+                              or _system_bundle() or True)
         super().__init__(hostname=host, insecure=insecure, tls_verify=verify, auth_backend=self._scheme(host, insecure, verify))
         self.auth.load_configs(oras.container.Container("probe", registry=host), configs=docker_configs())
 

@@ -38,6 +38,8 @@ class Mount:
     target: str
     read_only: bool
     create: bool         # let compose create a missing host folder
+    kind: str = "bind"   # bind, image (an image's files) or volume (a named volume)
+    subpath: str | None = None   # for image and volume mounts: the folder inside it that is mounted
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class ServiceSpec:
     secrets: tuple[str, ...]
     ports: tuple[Port, ...] = ()
     working_dir: str | None = None
+    memory: int | None = None            # bytes reserved for it (the stage's `memory`)
 
 
 @dataclass(frozen=True)
@@ -101,19 +104,18 @@ def data_mounts(sources: dict[str, str]) -> tuple[Mount, ...]:
 
 
 def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tuple[Mount, ...],
-                   native_site: str | None, ca_file: str | None,
+                   native: Mount | None, ca_file: str | None,
                    native_libs: tuple[str, ...] = ()) -> tuple[ServiceSpec, ...]:
-    """One stage-worker service per stage in ``mode``; ``images`` maps image names to references.
-    GPU services get the mounted env's NVIDIA library folders (``native_libs``) on LD_LIBRARY_PATH."""
+    """One stage-worker service per stage in ``mode``; ``images`` maps image names to references; ``native``
+    mounts the native env's site-packages (under the mounted policy). GPU services get the mounted env's
+    NVIDIA library folders (``native_libs``) on LD_LIBRARY_PATH."""
     spec = stack.spec
     names = compose_stages(stack, mode)
     if SETUP_SERVICE in names:
         raise ConfigError([f"{stack.spec_path.name}: stages.{SETUP_SERVICE}: the name is taken by infra's "
                            f"helper service; rename the stage"])
     gpu_mode = spec.modes[mode].gpu
-    extra = ()
-    if native_site is not None:
-        extra = (Mount(native_site, paths.NATIVE_SITE, True, False),)
+    extra = (native,) if native is not None else ()
     services = []
     for name in names:
         stage = spec.stages[name]
@@ -129,7 +131,7 @@ def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tup
             "NUMBA_CACHE_DIR": f"{paths.CACHE}/numba",
         }
         gpu = gpu_mode and stage.gpu
-        if gpu and native_site is not None and native_libs:
+        if gpu and native is not None and native_libs:
             env["LD_LIBRARY_PATH"] = paths.library_path(paths.NATIVE_SITE, native_libs)
         if ca_file is not None:
             env["SSL_CERT_FILE"] = paths.CA_IN_CONTAINER
@@ -146,8 +148,21 @@ def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tup
             depends_on=tuple(a for a in stage.after if a in names),
             gpu=gpu,
             secrets=(paths.CA_SECRET,) if ca_file is not None else (),
+            memory=stage.memory_bytes,
         ))
     return tuple(services)
+
+
+def native_mount(stack: Stack, mode: Mode, layout: paths.Layout) -> Mount | None:
+    """How a compose service sees the native env: its folder, or (delivery: image) the environment image."""
+    env = stack.spec.native_env
+    if env.torch != "mounted":
+        return None
+    if env.delivery == "image":
+        from infra.stack.envimage import ENV_SITE, env_image_ref
+
+        return Mount(env_image_ref(stack, mode), paths.NATIVE_SITE, True, False, "image", ENV_SITE.lstrip("/"))
+    return Mount(layout.host_path(native_site_source(stack)), paths.NATIVE_SITE, True, False)
 
 
 def native_site_source(stack: Stack) -> str:
@@ -158,12 +173,10 @@ def native_site_source(stack: Stack) -> str:
 
 def build_compose_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> ComposeSpec:
     spec = stack.spec
-    mounted = spec.native_env.torch == "mounted"
     ca = spec.secrets.ca_bundle
     mounts = data_mounts({host: layout.host_path(host) for host, _, _ in paths.DATA_MOUNTS})
     images = {name: stack.image_ref(name, mode) for name in stack.images_for_mode(mode)}
-    services = build_services(stack, mode, images, mounts,
-                              layout.host_path(native_site_source(stack)) if mounted else None, ca, layout.native_libs)
+    services = build_services(stack, mode, images, mounts, native_mount(stack, mode, layout), ca, layout.native_libs)
     root = next(n for n in stack.images_for_mode(mode) if stack.images[n].parent is None)
     writable = tuple(m for m in mounts if not m.read_only)
     setup = SetupSpec(

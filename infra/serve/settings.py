@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from infra.errors import BadInputError
 from infra.spec import Stack
-from infra.spec.models import SERVE_TOKEN, SIZE_RE
+from infra.spec.models import SERVE_TOKEN, size_bytes
 from infra.spec.secrets import read_secret
 
 TOKEN_NAME = SERVE_TOKEN
@@ -40,11 +40,10 @@ def is_loopback(host: str) -> bool:
 
 def parse_size(text: str) -> int:
     """'16G', '500M', '1048576' -> bytes (powers of 1024)."""
-    match = SIZE_RE.match(text)
-    if not match:
-        raise BadInputError(f"--max-upload: '{text}' is not a size (e.g. 500M, 16G)")
-    number, unit = float(match.group(1)), match.group(2).upper()
-    return int(number * 1024 ** " KMGT".index(unit or " "))
+    try:
+        return size_bytes(text)
+    except ValueError as exc:
+        raise BadInputError(f"--max-upload: {exc}") from None
 
 
 def serve_settings(stack: Stack, host: str, port: int, max_upload: str, films_at_once: int,

@@ -106,6 +106,10 @@ class NativeEnvSpec(Strict):
     path: str = Field(".venv-ml", description="The native environment (a virtualenv), relative to the project")
     torch: TorchPolicy = Field("mounted", description="mounted: images carry no torch; baked: images install it")
     torch_version: str = Field("2.13.0", pattern=r"^[0-9]+(\.[0-9]+){1,2}$")
+    delivery: Literal["folder", "image"] = Field(
+        "folder", description="folder: containers bind-mount `path` (one machine); image: the environment image "
+                              "that `infra env push` puts in the registry (compose mounts it as an image, a swarm "
+                              "copies it to a volume on each node)")
     wheelhouse: str | None = Field(None, description="A folder of wheels (e.g. a local CPU torch build) that baked "
                                                      "builds install torch from instead of an index")
 
@@ -136,6 +140,14 @@ class HardwareSpec(Strict):
 # The secret `infra serve` asks for when it serves the network (the environment, or the secrets file).
 SERVE_TOKEN = "INFRA_SERVE_TOKEN"
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.I)
+
+
+def size_bytes(text: str) -> int:
+    """'16G', '500M', '1048576' -> bytes (powers of 1024); ValueError when it is not a size."""
+    match = SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a size (e.g. 500M, 16G)")
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
 
 
 class ServeSpec(Strict):
@@ -181,6 +193,19 @@ class StageSpec(Strict):
     reads_media: bool = Field(False, description="Reads the job's input media (job.json's input.file), which lies "
                                                  "outside the job directory unless the job cut a clip")
     gpu: bool = Field(False, description="Uses the GPU in a mode that has one")
+    memory: str | None = Field(None, description="Memory the stage needs (e.g. 4G): reserved for each worker, so a "
+                                                 "swarm places it only on a node with that much free")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None and not SIZE_RE.match(v):
+            raise ValueError(f"'{v}' is not a size (e.g. 512M, 4G)")
+        return v
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return size_bytes(self.memory) if self.memory is not None else None
 
     @field_validator("command")
     @classmethod

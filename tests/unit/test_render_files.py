@@ -46,7 +46,11 @@ def test_compose_services(case: str, mode: str) -> None:
         assert mounts["/data/jobs"]["source"] == "../../../jobs" and not mounts["/data/jobs"]["read_only"]
         assert mounts["/data/in"]["read_only"] and mounts["/data/config"]["read_only"]
         site = mounts.get("/opt/infra/native-site")
-        if case != "baked":   # default, and default with a lock
+        if case == "fleet":   # the environment image, mounted as an image
+            assert site == {"type": "image", "source": stack.image_ref("native-env", mode).rsplit(":", 1)[0]
+                            + ":py3.11-" + site["source"].rsplit("-", 1)[1], "target": "/opt/infra/native-site",
+                            "read_only": True, "image": {"subpath": "opt/infra-env/site-packages"}}
+        elif case != "baked":   # default, and default with a lock
             assert site == {"type": "bind", "source": "../../../.venv-ml/lib/python3.11/site-packages",
                             "target": "/opt/infra/native-site", "read_only": True, "bind": {"create_host_path": False}}
         else:
@@ -65,7 +69,7 @@ def test_swarm_stack_has_what_stack_deploy_accepts(case: str, mode: str) -> None
     for forbidden in ("build:", "depends_on", "devices:", "profiles", "create_host_path", "pull_policy"):
         assert forbidden not in text
     for name, svc in services.items():
-        if name == "serve":                                   # tests/unit/test_render_serve.py
+        if name in ("serve", "native-env"):      # tests/unit/test_render_serve.py; the fleet case below
             continue
         assert svc["image"] == stack.image_ref(stack.spec.stages[name].image, mode)
         generic = svc["deploy"].get("resources", {}).get("reservations", {}).get("generic_resources")
@@ -73,8 +77,27 @@ def test_swarm_stack_has_what_stack_deploy_accepts(case: str, mode: str) -> None
             assert generic == [{"discrete_resource_spec": {"kind": "NVIDIA-GPU", "value": 1}}]
         else:
             assert generic is None
-        assert all(m["source"].startswith("${INFRA_") for m in svc["volumes"])
-    if case != "baked":   # default, and default with a lock
+        assert (svc["deploy"].get("placement", {}).get("constraints")
+                == (["node.labels.infra.gpu == true"] if mode == "docker-gpu" and name in ML_STAGES else None))
+        assert svc["hostname"] == "{{.Node.Hostname}}-{{.Task.Slot}}"
+        assert svc["environment"]["INFRA_NODE"] == "{{.Node.Hostname}}"
+        assert svc["deploy"]["replicas"] == "${INFRA_REPLICAS_" + name.upper() + ":-1}"
+        data = [m for m in svc["volumes"] if m["target"] != "/opt/infra/native-site"]
+        assert data and all(m["source"].startswith("${INFRA_") for m in data)
+    if case == "fleet":
+        assert set(services) - {"serve"} == ({"demux", "mux"} if mode == "native" else ALL_STAGES) | {"native-env"}
+        assert services["native-env"]["deploy"]["mode"] == "global"
+        folder = services["native-env"]["environment"]["INFRA_ENV_FOLDER"]
+        assert folder.startswith("${INFRA_ENV_FOLDER:-py3.11-")
+        for name, svc in services.items():
+            if name != "native-env":
+                site = next(m for m in svc["volumes"] if m["target"] == "/opt/infra/native-site")
+                assert site == {"type": "volume", "source": "native-env", "target": "/opt/infra/native-site",
+                                "read_only": True, "volume": {"subpath": folder}}
+        if mode != "native":
+            assert services["asr"]["deploy"]["resources"]["reservations"]["memory"] == str(3 << 30)
+        assert yaml.safe_load(text)["volumes"] == {"native-env": {}}
+    elif case != "baked":   # default, and default with a lock
         assert "No `registry` is set in infra.yaml" in text
         assert "INFRA_NATIVE_SITE" in text
     else:
