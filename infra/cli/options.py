@@ -14,7 +14,7 @@ Start = Annotated[Optional[str], typer.Option("--start", metavar="HH:MM:SS", hel
 End = Annotated[Optional[str], typer.Option("--end", metavar="HH:MM:SS", help="End of the clip.")]
 Workflow = Annotated[str, typer.Option("--workflow", help="transcribe or subtitles.")]
 JobMode = Annotated[Optional[str], typer.Option("--mode", help="native, docker-cpu or docker-gpu (default: recommended).")]
-Language = Annotated[Optional[str], typer.Option("--language", help="Spoken language code, e.g. hi or en (default: detect).")]
+Language = Annotated[Optional[str], typer.Option("--language", help="Spoken language, a Whisper code such as hi or en; auto: detected for each speech segment (films that switch languages) (default: detected once, on the first speech).")]
 Model = Annotated[Optional[str], typer.Option("--model", help="Whisper model, e.g. tiny.en or base (default: recommended).")]
 Task = Annotated[str, typer.Option("--task", help="transcribe, or translate into English.")]
 AudioTrack = Annotated[Optional[int], typer.Option("--audio-track", metavar="N", help="Decode this audio track: 0 is the first audio stream, 1 the second (default: the first).")]

@@ -33,11 +33,9 @@ JOB_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{4}$")
 MAX_JOBS_PER_DAY = 9999
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,79}$")
-LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
 AUDIO_TAG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$")
 # The stage each workflow must reach; the plan is that stage and everything it waits for.
 WORKFLOW_TARGETS = {"transcribe": "asr", "subtitles": "mux"}
-TASKS = ("transcribe", "translate")
 SPAN_S = 300        # seconds of media per checkpoint of asr and diarize: a kill costs at most one span
 
 
@@ -132,13 +130,11 @@ def check_request(request: JobRequest) -> CheckedRequest:
         check_mode(request.mode)
     if request.workflow not in WORKFLOW_TARGETS:
         raise BadInputError(f"unknown workflow {request.workflow!r} (known: {', '.join(WORKFLOW_TARGETS)})")
-    language = request.language
-    if language is not None and language != "auto" and not LANGUAGE_RE.match(language):
-        raise BadInputError(f"--language {language!r} is not a language code (two or three letters, "
-                            "e.g. hi or en; or auto)")
+    from infra.spec.languages import check_language, check_model_language, check_task
+
+    language = check_language(request.language)
     check_audio_choice(request.audio_track, request.audio_language)
-    if request.task not in TASKS:
-        raise BadInputError(f"--task {request.task!r} is not a task ({', '.join(TASKS)})")
+    check_task(request.task)
     if request.whisper_model is not None:
         from infra.models.catalogue import CATALOGUE, whisper_model
 
@@ -146,8 +142,8 @@ def check_request(request: JobRequest) -> CheckedRequest:
         if whisper_model(request.whisper_model) not in CATALOGUE:
             raise BadInputError(f"--model {request.whisper_model!r} is not a Whisper model infra knows "
                                 f"(known: {', '.join(known)})")
-    return CheckedRequest(request, start, end, check_user(request.user), check_name(request.name),
-                          None if language in (None, "auto") else language)
+        check_model_language(language, request.task, request.whisper_model)
+    return CheckedRequest(request, start, end, check_user(request.user), check_name(request.name), language)
 
 
 def check_audio_choice(track: int | None, language: str | None) -> None:
@@ -166,6 +162,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
     from infra.hardware.cache import stack_hardware
     from infra.hardware.recommend import recommend
     from infra.jobs.media import MediaProbe, check_range, choose_audio, cut_clip
+    from infra.spec.languages import check_model_language
 
     checked = request if isinstance(request, CheckedRequest) else check_request(request)
     request, start, end = checked.request, checked.start_s, checked.end_s
@@ -176,6 +173,7 @@ def prepare_job(stack: Stack, request: JobRequest | CheckedRequest, probe: Media
     audio = choose_audio(media, request.audio_track, request.audio_language, str(request.media))
     state = hardware or stack_hardware(stack)
     rec = recommend(state.snapshot, mode=request.mode, allowed=tuple(stack.spec.modes))  # type: ignore[arg-type]
+    check_model_language(checked.language, request.task, request.whisper_model or rec.whisper_model)
     ws = Workspace(stack.workdir)
     models = used_models(stack, ws, request.whisper_model or rec.whisper_model, plan)
 

@@ -53,7 +53,7 @@ def test_request_fields_refused(field: str, value: str) -> None:
 
 def test_request_defaults_and_auto_language() -> None:
     checked = check_request(JobRequest(media=Path("x.mp4"), user="asha", name="Film night 2", language="auto"))
-    assert (checked.user, checked.name, checked.language, checked.start_s) == ("asha", "Film night 2", None, None)
+    assert (checked.user, checked.name, checked.language, checked.start_s) == ("asha", "Film night 2", "auto", None)
 
 
 def test_job_ids() -> None:
