@@ -21,7 +21,9 @@ submit), by the stage programs (``stages/``) and by the workers
   (``StageProgress``); the CLI, job.json, `infra ps` and the workers read it.
 - The stack's queue is ``jobs/queue/<stage>/<job-id>``: a small JSON file
   created with O_EXCL, so a stage of a job is queued once (``enqueue``); workers
-  claim it by renaming it into ``jobs/running/<stage>/``.
+  claim it by renaming it into ``jobs/running/<stage>/``. A stage run by a
+  worker has ``$INFRA_WORKER_ID`` set, and records its result only while its
+  entry's ``worker`` is that id (``update_stage_entry(..., owned_by=...)``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ LOGS_DIR = "logs"
 CACHE_ENV = "INFRA_CACHE"
 CACHE_DIR = "shared-model-and-cache"
 QUEUE, RUNNING, WORKERS = "queue", "running", "workers"
+WORKER_ENV = "INFRA_WORKER_ID"         # set by the worker for its stage process: the id its entry must name
 
 # A stage entry's status. "queued" and "running" are in flight: a resubmission leaves them to their worker.
 PENDING, QUEUED, RUNNING_STATUS, DONE, FAILED = "pending", "queued", "running", "done", "failed"
@@ -61,6 +64,17 @@ class JobFileError(Exception):
 
 class JobBusyError(JobFileError):
     """Another run holds the job's run.lock."""
+
+
+class SupersededError(JobFileError):
+    """The stage's entry names another worker: it took the stage over, and this run's result is not recorded."""
+
+
+def check_owner(entry: dict[str, Any], worker: str | None) -> None:
+    """SupersededError when ``worker`` is given and the entry's ``worker`` is someone else."""
+    if worker and entry.get("worker") != worker:
+        raise SupersededError(f"stage {entry.get('name')} was taken over by worker {entry.get('worker')} "
+                              f"on node {entry.get('node')}: the result of {worker}'s run is not recorded")
 
 
 def now_iso() -> str:
@@ -146,10 +160,12 @@ def stage_entry(job: dict[str, Any], name: str) -> dict[str, Any]:
     raise JobFileError(f"job {job.get('id')} has no stage {name} (its stages: {known})")
 
 
-def update_stage_entry(job_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
-    """Set keys of one stage's entry in job.json under the lock (a None value removes the key); the new entry."""
+def update_stage_entry(job_dir: Path, name: str, *, owned_by: str | None = None, **changes: Any) -> dict[str, Any]:
+    """Set keys of one stage's entry in job.json under the lock (a None value removes the key); the new entry.
+    With ``owned_by``, only while the entry's worker is that one (else SupersededError, nothing written)."""
     with locked_job(job_dir) as data:
         entry = stage_entry(data, name)
+        check_owner(entry, owned_by)
         for key, value in changes.items():
             if value is None:
                 entry.pop(key, None)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import resource
 import sys
 import time
@@ -41,8 +42,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from infra.jobproto import (JOB_FILE, RESULTS_DIR, JobFileError, StageProgress, model_cache, read_job_file,
-                            update_stage_entry, write_json_atomic, write_text_atomic)
+from infra.jobproto import (JOB_FILE, RESULTS_DIR, WORKER_ENV, JobFileError, StageProgress, SupersededError,
+                            check_owner, model_cache, read_job_file, stage_entry, update_stage_entry,
+                            write_json_atomic, write_text_atomic)
 
 BAD_INPUT = 2
 FAILED = 1
@@ -183,7 +185,11 @@ def run_stage(name: str, work: Callable[[StageContext], None], argv: list[str] |
         if not ctx.entry:
             raise StageInputError(f"job {ctx.job.get('id', job_dir.name)} has no stage {name} "
                                   f"(its stages: {', '.join(str(s.get('name')) for s in ctx.job['stages'])})")
-        update_stage_entry(job_dir, name, status="running", started=started, finished=None, error=None)
+        update_stage_entry(job_dir, name, owned_by=worker_id(), status="running", started=started, finished=None,
+                           error=None)
+    except SupersededError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return FAILED
     except StageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -238,13 +244,16 @@ def record_result(ctx: StageContext, record: dict[str, Any], error: str | None, 
     """results/<stage>.json and the stage's job.json entry, each tried on its own (a full disk may refuse either);
     the error and exit code to report: the work's own, else why the result could not be recorded."""
     name, job_dir = ctx.name, ctx.job_dir
+    why = superseded(job_dir, name)
+    if why:
+        return why, code or FAILED
     result: str | None = f"{RESULTS_DIR}/{name}.json"
     try:
         write_json_atomic(job_dir / RESULTS_DIR / f"{name}.json", record)
     except OSError as exc:
         error, code, result = error or f"cannot record the result: {write_failure(result, exc)}", code or FAILED, None
     try:
-        update_stage_entry(job_dir, name, status=record["status"], finished=record["finished"],
+        update_stage_entry(job_dir, name, owned_by=worker_id(), status=record["status"], finished=record["finished"],
                            seconds=record["seconds"], peak_rss_mb=record["peak_rss_mb"], error=record["error"],
                            device_used=record["device_used"], result=result)
     except OSError as exc:
@@ -252,6 +261,25 @@ def record_result(ctx: StageContext, record: dict[str, Any], error: str | None, 
     except JobFileError as exc:
         error, code = error or f"cannot record the result: {exc}", code or FAILED
     return error, code
+
+
+def worker_id() -> str | None:
+    """The id of the worker that runs this stage ($INFRA_WORKER_ID), None when it runs without one."""
+    return os.environ.get(WORKER_ENV) or None
+
+
+def superseded(job_dir: Path, name: str) -> str | None:
+    """Why this run's result must not be recorded: its worker's claim was taken over (the entry names another
+    worker). None when the entry is still its worker's, or when the stage runs without a worker."""
+    if not worker_id():
+        return None
+    try:
+        check_owner(stage_entry(read_job_file(job_dir), name), worker_id())
+    except SupersededError as exc:
+        return str(exc)
+    except JobFileError:
+        return None                  # recording the result reports it
+    return None
 
 
 def main_of(name: str, work: Callable[[StageContext], None]) -> None:
