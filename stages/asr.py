@@ -21,15 +21,24 @@ model and this code: a rerun after a crash takes the spans whose checkpoint has
 the same key and transcribes only the rest, and asr.json, assembled from the
 spans, is the same bytes as an uninterrupted run's. With no language set, it is
 detected once, on the first span (at its first window, as faster-whisper
-would), and every later span is decoded in that language. Progress (seconds of
-media out of audio.wav's length) goes to progress/asr.json as segments come.
+would), and every later span is decoded in that language. With ``auto``, the
+language of each speech segment is detected within its span and each segment
+is decoded in its own language (stages/_languages.py); every segment of asr.json
+names the language it was decoded in. Progress (seconds of media out of
+audio.wav's length) goes to progress/asr.json as segments come.
 
 numpy's BLAS runs on one thread (``pin_blas_threads``): the same audio then
 gives the same asr.json natively and in a container, whatever CPUs the process
 sees and whatever OMP_NUM_THREADS or OPENBLAS_NUM_THREADS the shell sets.
 CTranslate2's own thread count (``cpu_threads``: $INFRA_THREADS when set, else
 the CPUs the process may use) changes the speed, not the result; both are in
-the stage's result record.
+the stage's result record. Where a window decodes badly (a low average log
+probability, as synthetic or hard speech gives), faster-whisper decodes it again
+by sampling at a higher temperature: CTranslate2's random generator is seeded
+(``SAMPLING_SEED``) before the model loads, so the same audio gives the same
+words. That generator belongs to the model's thread and cannot be reseeded, so
+a resumed run differs from an uninterrupted one only where a span before the
+resume point and a span after it both fell back to sampling.
 Usage: python3 -m stages.asr [JOB_DIR]
 """
 
@@ -43,7 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages._audio import AUDIO_FILE, read_wav_span, wav_duration_s
+from stages import _languages
+from stages._audio import AUDIO_FILE, SAMPLE_RATE, read_wav_span, wav_duration_s
 from stages._checkpoints import Checkpoints, digest_of, file_digest, file_identity
 from stages._device import (CPU_COMPUTE_TYPE, DeviceUsed, choose, ctranslate2_problem, cuda_failure, fall_back,
                             first_line)
@@ -61,6 +71,7 @@ BLAS_ENV = "OPENBLAS_NUM_THREADS"      # read by numpy's OpenBLAS once, when num
 THREADS_ENV = "INFRA_THREADS"          # the CPU threads the pipeline gives this stage
 DEFAULT_SPAN_S = 300
 PARTS_DIR = "asr.parts"
+SAMPLING_SEED = 1                      # CTranslate2's random generator, for the temperature fallback's sampling
 FRAME_MS = 10                          # spans start on a Whisper feature frame (160 samples)
 
 
@@ -141,8 +152,10 @@ def cpu_threads() -> int:
 
 
 def open_model(folder: Any, device: str, compute_type: str) -> Any:
+    import ctranslate2
     from faster_whisper import WhisperModel
 
+    ctranslate2.set_random_seed(SAMPLING_SEED)          # before the model's thread first samples
     return WhisperModel(str(folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads(),
                         local_files_only=True)
 
@@ -212,9 +225,10 @@ def transcribe(model: Any, samples: Any, windows: list[dict[str, float]], option
                             **options)
 
 
-def segment_record(seg: Any, offset: float = 0.0) -> dict[str, Any]:
+def segment_record(seg: Any, offset: float, language: str) -> dict[str, Any]:
     """A segment and its words, with times moved by ``offset`` seconds (the span's start in the film)."""
     return {"start": round(seg.start + offset, 3), "end": round(seg.end + offset, 3), "text": seg.text.strip(),
+            "language": language,
             "avg_logprob": round(seg.avg_logprob, 4), "no_speech_prob": round(seg.no_speech_prob, 4),
             "words": [{"start": round(w.start + offset, 3), "end": round(w.end + offset, 3), "word": w.word.strip(),
                        "probability": round(w.probability, 4)} for w in (seg.words or []) if w.word.strip()]}
@@ -228,10 +242,45 @@ def transcribe_span(model: Any, audio: Path, span: Span, last: bool, options: di
     records = []
     for seg in segments:
         if seg.text.strip():
-            records.append(segment_record(seg, span.start))
+            records.append(segment_record(seg, span.start, info.language))
         meter.update(before_s + min(seg.end, span.length))
     return {"start": span.start, "end": span.end, "language": info.language,
             "language_probability": round(info.language_probability, 4), "segments": records}
+
+
+def spoken_language(model: Any, samples: Any, start: float, end: float) -> tuple[str, float]:
+    """Whisper's likeliest language for ``samples`` from ``start`` to ``end`` seconds, and its probability."""
+    clip = samples[round(start * SAMPLE_RATE):round(end * SAMPLE_RATE)]
+    language, probability, _ = model.detect_language(audio=clip)
+    return language, float(probability)
+
+
+def transcribe_span_auto(model: Any, audio: Path, span: Span, last: bool, speech: list[dict[str, float]],
+                         options: dict[str, Any], batch_size: int, meter: StageMeter,
+                         before_s: float) -> dict[str, Any]:
+    """One span with ``language: auto``: the language of each speech segment in it (stages/_languages.py), then
+    each run of windows of one language decoded in that language."""
+    samples = read_wav_span(audio, span.start, span.end + 1 if last else span.end)
+    local = [{"start": round(s["start"] - span.start, 3), "end": round(s["end"] - span.start, 3)}
+             for s in _languages.segments_in(speech, span.start, span.end)]
+    detected = {i: spoken_language(model, samples, s["start"], s["end"]) for i, s in enumerate(local)
+                if s["end"] - s["start"] >= _languages.MIN_DETECT_S}
+    first = span.local_windows()[0]
+    fallback = None if detected or not local else spoken_language(model, samples, first["start"], first["end"])
+    labelled = _languages.label(local, detected, fallback)
+    records = []
+    for language, windows in _languages.runs(_languages.language_windows(labelled, options["chunk_length"])):
+        clips = [{"start": w["start"], "end": w["end"]} for w in windows]
+        segments, _ = transcribe(model, samples, clips, {**options, "language": language}, batch_size)
+        for seg in segments:
+            if seg.text.strip():
+                records.append(segment_record(seg, span.start, language))
+            meter.update(before_s + min(seg.end, span.length))
+    shares = _languages.speech_by_language(labelled)
+    for row in labelled:
+        row["start"], row["end"] = round(row["start"] + span.start, 3), round(row["end"] + span.start, 3)
+    return {"start": span.start, "end": span.end, "language": next(iter(shares), None), "language_probability": None,
+            "languages": shares, "detections": labelled, "segments": records}
 
 
 def resumable(parts: Checkpoints, spans: list[Span], keys: list[str], detect: bool) -> dict[int, dict[str, Any]]:
@@ -270,13 +319,18 @@ def asr(ctx: StageContext) -> None:
     task = str(cfg.get("task") or "transcribe")
     if task not in TASKS:
         raise StageInputError(f"config.task {task!r} is not a task ({', '.join(TASKS)})")
+    language = cfg.get("language") or None
+    problem = _languages.language_problem(language, task, name)
+    if problem:
+        raise StageInputError(problem)
     wanted_type = str(cfg.get("compute_type") or "default")
     batch_size = max(1, int(cfg.get("batch_size") or 1))
     chunk_s = float(cfg.get("chunk_length_s") or DEFAULT_CHUNK_S)
     span_s = span_length_s(cfg)
     audio, vad_file = ctx.require(AUDIO_FILE, made_by="demux")[0], ctx.require(VAD_FILE, made_by="vad")[0]
     duration = wav_duration_s(audio)
-    windows = speech_windows(ctx.read_json(VAD_FILE, made_by="vad").get("segments", []), chunk_s)
+    speech = ctx.read_json(VAD_FILE, made_by="vad").get("segments", [])
+    windows = speech_windows(speech, chunk_s)
     ctx.versions.update({"faster-whisper": package_version("faster-whisper"),
                          "ctranslate2": package_version("ctranslate2")})
     used, model = choose(ctx, ctranslate2_problem, ctranslate2_works), None
@@ -284,19 +338,19 @@ def asr(ctx: StageContext) -> None:
         model, used = cuda_model(ctx, folder, wanted_type, used)
     device = str(used.device)
     compute_type = cpu_compute_type(wanted_type) if used.fallback else wanted_type
-    language = cfg.get("language") or None
     spans = group_spans(windows, span_s, duration)
     settings = {"model": name, "task": task, "language": language, "compute_type": compute_type,
                 "batch_size": batch_size, "chunk_s": chunk_s, "beam_size": BEAM_SIZE, "device": device,
                 "blas_threads": blas_threads, "versions": ctx.versions}
     inputs = {"audio": file_identity(audio), "vad": file_digest(vad_file), "code": file_digest(Path(__file__)),
+              "languages_code": file_digest(Path(_languages.__file__)),
               "weights": file_identity(folder / "model.bin"), "config": file_digest(folder / "config.json")}
     keys = [digest_of(settings, inputs, span.start, span.end) for span in spans]
     parts = Checkpoints(ctx, PARTS_DIR)
     found = resumable(parts, spans, keys, detect=language is None)
     resumed_s = round(sum(spans[i].length for i in found), 3)
     meter = ctx.progress(duration, resumed_s)
-    covered_s, records, first = resumed_s, [], None
+    covered_s, records, first, detections = resumed_s, [], None, []
     for span in spans:
         data = found.get(span.index)
         if data is None:
@@ -304,26 +358,36 @@ def asr(ctx: StageContext) -> None:
                 model = load_model(folder, device, compute_type)
             options = {"language": language, "task": task, "beam_size": BEAM_SIZE, "word_timestamps": True,
                        "chunk_length": int(chunk_s)}
-            data = transcribe_span(model, audio, span, span is spans[-1], options, batch_size, meter, covered_s)
+            if language == _languages.AUTO:
+                data = transcribe_span_auto(model, audio, span, span is spans[-1], speech, options, batch_size,
+                                            meter, covered_s)
+            else:
+                data = transcribe_span(model, audio, span, span is spans[-1], options, batch_size, meter, covered_s)
             parts.save(span.index, keys[span.index], data)
             covered_s += span.length
             meter.update(covered_s, force=True)             # a checkpoint is progress that stays: say it now
         first = data if first is None else first
         language = language or data["language"]           # detected on the first span, kept for the others
         records += data["segments"]
+        detections += data.get("detections", [])
     meter.finish()
     detected = first["language"] if first else language
+    per_language: dict[str, Any] = {}
+    if language == _languages.AUTO:                         # the language with the most speech, and all of them
+        shares = _languages.speech_by_language(detections)
+        detected, per_language = next(iter(shares), None), {"languages": shares, "detections": detections}
     ctx.write_json(OUTPUT, {
         "model": name, "model_source": model_source(folder), "device": device, "compute_type": compute_type,
         "batch_size": batch_size, "task": task, "language": detected,
-        "language_probability": first["language_probability"] if first else None,
+        "language_probability": first["language_probability"] if first else None, **per_language,
         "duration_s": duration, "span_s": span_s, "spans": [{"start": s.start, "end": s.end} for s in spans],
         "windows": windows, "segments": records})
     parts.clear()
     if compute_type != wanted_type:
         ctx.details["compute_type_requested"] = wanted_type
     ctx.details.update({"model": name, "device": device, "compute_type": compute_type, "batch_size": batch_size,
-                        "language": detected, "windows": len(windows), "segments": len(records),
+                        "language": detected, "languages": per_language.get("languages"),
+                        "windows": len(windows), "segments": len(records),
                         "words": sum(len(r["words"]) for r in records), "audio_s": duration,
                         "span_s": span_s, "spans_total": len(spans), "spans_resumed": len(found),
                         "spans_transcribed": len(spans) - len(found), "resumed_s": resumed_s,
