@@ -18,7 +18,9 @@ with a dash, "- "); else the cue starts up to LEAD_IN_S before its first word, a
 it, up to MAX_LAG_S after their words (the delay is caught up in the next pause). Speech too fast for all
 of that (more than MAX_CPS characters a second for longer than the delay absorbs) keeps the time it has, at
 least MIN_CUE_S: the cue is shown for less than its reading time rather than letting the subtitles drift
-further from the speech. The result record counts such cues (`fast_cues`), and `infra subs check` reports them.
+further from the speech. Such a cue always ends MIN_GAP_S before the next one starts (it has all the time there
+is), so `infra subs check` reports it as a note, a breach only with --strict-cps; the record counts them
+(`fast_cues`).
 
 When more than one speaker talks, every SRT cue names its speaker in its text ("Speaker 1: ", after the dash in
 a cue of two speakers); WebVTT names the speaker once, as a voice tag (`<v Speaker 1>`), never in the text.

@@ -196,8 +196,9 @@ def test_make_cues_names_speakers_only_when_more_than_one_speaks() -> None:
 
 def test_the_writer_s_limits_are_the_checker_s_rules() -> None:
     rules = Rules()
-    assert (writer.MAX_LINE, writer.MAX_LINES, writer.MAX_CPS, writer.MIN_CUE_S, writer.MAX_CUE_S, writer.MIN_GAP_S) == \
-        (rules.max_line, rules.max_lines, rules.max_cps, rules.min_duration, rules.max_duration, rules.min_gap)
+    limits = (writer.MAX_LINE, writer.MAX_LINES, writer.MAX_CPS, writer.MIN_CUE_S, writer.MAX_CUE_S, writer.MIN_GAP_S)
+    assert limits == (rules.max_line, rules.max_lines, rules.max_cps, rules.min_duration, rules.max_duration,
+                      rules.min_gap)
 
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzअआइकखगघ"
