@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 
 from stages._loudness import FRAME, Loudness
-from stages.vad import (FALLBACK_THRESHOLD, MIN_SOUND_S, MIN_SPEECH_SHARE, QUIET_DBFS, SAMPLE_RATE, SILENCE_DBFS,
-                        THRESHOLD, choose_speech, speech_s, too_little, track)
+from stages.vad import (FALLBACK_THRESHOLD, MIN_SOUND_S, MIN_SPEECH_SHARE, QUIET_DBFS, QUIET_MIN_SPEECH_SHARE,
+                        SAMPLE_RATE, SILENCE_DBFS, THRESHOLD, choose_speech, speech_s, too_little, track)
 
 QUIET = QUIET_DBFS - 10                # the louder parts' level of a quiet file
 USUAL = -20.0                          # and of a file at a usual level
+SOUNDING = 100.0                       # seconds of sound in the file
+LITTLE = MIN_SPEECH_SHARE * SOUNDING / 2   # seconds of speech that are too little for it
+ENOUGH = MIN_SPEECH_SHARE * SOUNDING       # and that are not
 
 
 def seg(start: float, end: float) -> dict[str, float]:
@@ -46,7 +49,8 @@ def measured(samples: np.ndarray, block: int) -> Loudness:
 
 def test_the_thresholds_are_ordered() -> None:
     assert 0 < FALLBACK_THRESHOLD < THRESHOLD < 1
-    assert SILENCE_DBFS < QUIET_DBFS < 0 and MIN_SOUND_S > 0 and 0 < MIN_SPEECH_SHARE < 1
+    assert SILENCE_DBFS < QUIET_DBFS < 0 and MIN_SOUND_S > 0
+    assert 0 < MIN_SPEECH_SHARE < 1 and 0 < QUIET_MIN_SPEECH_SHARE < 1
 
 
 def test_a_silent_file_never_has_too_little_speech() -> None:
@@ -62,31 +66,37 @@ def test_too_little_is_a_share_of_the_sounding_time() -> None:
 
 
 def test_enough_speech_stands_and_the_lower_threshold_is_not_tried() -> None:
-    found, lower = [seg(1.0, 9.0)], Lower(seg(0.5, 19.0))
-    assert choose_speech(found, lower, 20.0, QUIET, duration_s=20.0, max_s=30.0) == (found, None, False)
+    found, lower = [seg(0.0, ENOUGH)], Lower(seg(0.0, 90.0))
+    for level in (QUIET, USUAL):
+        assert choose_speech(found, lower, SOUNDING, level, duration_s=120.0, max_s=30.0) == (found, None, False)
     assert lower.asked == 0
 
 
-def test_too_little_speech_takes_the_lower_threshold_when_it_finds_more() -> None:
-    found, lower = [seg(3.0, 4.0)], Lower(seg(1.0, 6.0), seg(8.0, 12.0))
-    assert choose_speech(found, lower, 20.0, QUIET, duration_s=30.0, max_s=30.0) == (
+def test_too_little_speech_at_a_usual_level_takes_the_lower_threshold_when_it_finds_more() -> None:
+    found, lower = [seg(0.0, LITTLE)], Lower(seg(0.0, LITTLE + 1.0))
+    assert choose_speech(found, lower, SOUNDING, USUAL, duration_s=120.0, max_s=30.0) == (
         lower.segments, f"threshold {FALLBACK_THRESHOLD}", True)
     assert lower.asked == 1
 
 
 def test_too_little_speech_at_a_usual_level_stands_when_the_lower_threshold_finds_no_more() -> None:
-    found = [seg(3.0, 4.0)]
-    assert choose_speech(found, Lower(), 20.0, USUAL, duration_s=30.0, max_s=30.0) == (found, None, True)
-    assert choose_speech(found, Lower(seg(3.2, 3.9)), 20.0, USUAL, duration_s=30.0, max_s=30.0) == (found, None, True)
+    found = [seg(0.0, LITTLE)]
+    for lower in (Lower(), Lower(seg(0.0, LITTLE / 2))):
+        assert choose_speech(found, lower, SOUNDING, USUAL, duration_s=120.0, max_s=30.0) == (found, None, True)
 
 
-def test_a_quiet_file_whose_speech_is_still_too_little_at_the_lower_threshold_goes_whole() -> None:
-    windows, fallback, _ = choose_speech([seg(3.0, 4.0)], Lower(seg(2.0, 5.0)), 20.0, QUIET, duration_s=30.0,
-                                         max_s=30.0)
-    assert (windows, fallback) == ([seg(0.0, 30.0)], "whole file")
-    enough = Lower(seg(2.0, 10.0))                       # 8 s of 20 s sounding: no longer too little
-    assert choose_speech([seg(3.0, 4.0)], enough, 20.0, QUIET, duration_s=30.0, max_s=30.0) == (
-        enough.segments, f"threshold {FALLBACK_THRESHOLD}", True)
+def test_a_quiet_file_takes_the_lower_threshold_when_it_finds_enough() -> None:
+    lower = Lower(seg(0.0, QUIET_MIN_SPEECH_SHARE * SOUNDING))
+    assert choose_speech([seg(0.0, LITTLE)], lower, SOUNDING, QUIET, duration_s=120.0, max_s=30.0) == (
+        lower.segments, f"threshold {FALLBACK_THRESHOLD}", True)
+
+
+def test_a_quiet_file_whose_speech_is_still_under_its_share_after_the_lower_threshold_goes_whole() -> None:
+    lower = Lower(seg(0.0, QUIET_MIN_SPEECH_SHARE * SOUNDING - 1.0))
+    windows, fallback, tried = choose_speech([seg(0.0, LITTLE)], lower, SOUNDING, QUIET, duration_s=120.0,
+                                             max_s=30.0)
+    assert (fallback, tried) == ("whole file", True)
+    assert windows == [seg(0.0, 30.0), seg(30.0, 60.0), seg(60.0, 90.0), seg(90.0, 120.0)]
 
 
 def test_no_speech_at_either_threshold_in_a_quiet_file_hands_over_the_whole_file_in_windows() -> None:
