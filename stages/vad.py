@@ -34,19 +34,20 @@ Quiet speech. Silero's probabilities fall with the level: speech 45 dB under its
 usual level gets few windows over the threshold, 50 dB under none at all. So the
 stage measures the audio's loudness as it reads it (stages/_loudness.py: each
 100 ms frame's RMS in dBFS; a frame under SILENCE_DBFS is silence) and, when a
-file that is not silent (at least MIN_SOUND_S of sounding frames) gets less
-speech than MIN_SPEECH_SHARE of its sounding time, falls back
+file that is not silent (at least MIN_SOUND_S of sounding frames) gets speech
+for less than MIN_SPEECH_SHARE of its sounding time (QUIET_MIN_SPEECH_SHARE
+when the file is quiet: its louder parts under QUIET_DBFS), falls back
 (``choose_speech``): Silero's probabilities, kept from the one pass (one float
 per 32 ms), go through the same rule again at FALLBACK_THRESHOLD, used when it
-finds more speech (``fallback: "threshold 0.2"``). When a quiet file (its louder
-parts under QUIET_DBFS) still has speech for less than QUIET_MIN_SPEECH_SHARE of
-its sounding time (nothing, often), the whole file goes to ASR in windows of one
-chunk (``fallback: "whole file"``), and Whisper decides. A file at a usual level
-in which neither threshold hears speech has none (music, noise): given loud pink
-noise, Whisper tiny.en writes "You". vad.json, the result record and the
-stage's entry in job.json say what happened, with the loudness. A silent file
-has no speech and no fallback. The thresholds are the constants below, in one
-place, for tuning on the development set.
+finds more speech (``fallback: "threshold 0.2"``). A quiet file whose speech is
+still too little (nothing, often) goes to ASR whole, in windows of one chunk
+(``fallback: "whole file"``), and Whisper decides. A file at a usual level in
+which neither threshold hears speech has none (music, noise): given loud pink
+noise, Whisper tiny.en writes "You". vad.json, the result record and the stage's
+entry in job.json say what happened, with the loudness. A silent file has no
+speech and no fallback. The thresholds are the constants below, in one place,
+for tuning on the development set; bench/quiet_speech.py shows what they do
+level by level.
 Usage: python3 -m stages.vad [JOB_DIR]
 """
 
@@ -71,7 +72,7 @@ SILENCE_DBFS = -85.0                   # a 100 ms frame whose RMS is under this 
 MIN_SOUND_S = 1.0                      # a file with less sounding time than this is silent: no fallback
 MIN_SPEECH_SHARE = 0.2                 # speech under this share of the sounding time is too little
 QUIET_DBFS = -45.0                     # a file whose louder parts are under this is quiet: Silero may miss its speech
-QUIET_MIN_SPEECH_SHARE = 0.5           # a quiet file with less speech than this share after the fallback goes whole
+QUIET_MIN_SPEECH_SHARE = 0.5           # the same share for a quiet file; still under it after the fallback: whole file
 
 NAME = "vad"
 OUTPUT = "vad.json"
@@ -250,10 +251,10 @@ def speech_s(segments: list[dict[str, float]]) -> float:
     return round(float(sum(s["end"] - s["start"] for s in segments)), 3)
 
 
-def too_little(speech: float, sounding_s: float) -> bool:
-    """Is ``speech`` seconds far less than a file with ``sounding_s`` seconds of sound suggests? Never for a file
-    that is silent (under MIN_SOUND_S of sound)."""
-    return sounding_s >= MIN_SOUND_S and speech < MIN_SPEECH_SHARE * sounding_s
+def too_little(speech: float, sounding_s: float, quiet: bool = False) -> bool:
+    """Is ``speech`` seconds far less than a file with ``sounding_s`` seconds of sound suggests (under
+    MIN_SPEECH_SHARE of it, QUIET_MIN_SPEECH_SHARE in a quiet file)? Never for a silent file (under MIN_SOUND_S)."""
+    return sounding_s >= MIN_SOUND_S and speech < (QUIET_MIN_SPEECH_SHARE if quiet else MIN_SPEECH_SHARE) * sounding_s
 
 
 def choose_speech(found: list[dict[str, float]], lower: Callable[[], list[dict[str, float]]], sounding_s: float,
@@ -261,20 +262,20 @@ def choose_speech(found: list[dict[str, float]], lower: Callable[[], list[dict[s
                   ) -> tuple[list[dict[str, float]], str | None, bool]:
     """The segments to keep, the fallback taken (None, "threshold X" or "whole file") and whether one was tried.
 
-    ``found`` at the usual threshold stands unless it is too little for the file's sound (``too_little``);
-    then ``lower()`` (the same probabilities at FALLBACK_THRESHOLD) replaces it when it finds more speech. A
-    quiet file (its louder parts under QUIET_DBFS) whose speech is then still under QUIET_MIN_SPEECH_SHARE of
-    its sounding time goes to ASR whole, in windows of at most ``max_s`` seconds: Silero misses much of quiet
+    ``found`` at the usual threshold stands unless it is too little for the file's sound (``too_little``; a
+    quiet file, its louder parts under QUIET_DBFS, has the higher share); then ``lower()`` (the same
+    probabilities at FALLBACK_THRESHOLD) replaces it when it finds more speech. A quiet file whose speech is
+    still too little goes to ASR whole, in windows of at most ``max_s`` seconds: Silero misses much of quiet
     speech at any threshold (pyannote.audio's sample 46 dB down: 1.2 s of its 22 s at 0.5, 5.2 s at 0.2), and
     Whisper hears it (tiny.en's WER 0.12 on the whole file, 0.84 on those 5.2 s). A file at a usual level in
     which neither threshold hears speech has none (music, noise): Whisper given loud noise can write words
     that nobody said."""
-    if not too_little(speech_s(found), sounding_s):
+    quiet = loud_dbfs is not None and loud_dbfs < QUIET_DBFS
+    if not too_little(speech_s(found), sounding_s, quiet):
         return found, None, False
     more = lower()
     kept, fallback = (more, f"threshold {FALLBACK_THRESHOLD}") if speech_s(more) > speech_s(found) else (found, None)
-    quiet = loud_dbfs is not None and loud_dbfs < QUIET_DBFS
-    if not quiet or duration_s <= 0 or speech_s(kept) >= QUIET_MIN_SPEECH_SHARE * sounding_s:
+    if not quiet or duration_s <= 0 or not too_little(speech_s(kept), sounding_s, quiet):
         return kept, fallback, True
     return split_long([{"start": 0.0, "end": round(duration_s, 3)}], max_s), "whole file", True
 

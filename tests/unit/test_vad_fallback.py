@@ -50,13 +50,14 @@ def measured(samples: np.ndarray, block: int) -> Loudness:
 def test_the_thresholds_are_ordered() -> None:
     assert 0 < FALLBACK_THRESHOLD < THRESHOLD < 1
     assert SILENCE_DBFS < QUIET_DBFS < 0 and MIN_SOUND_S > 0
-    assert 0 < MIN_SPEECH_SHARE < 1 and 0 < QUIET_MIN_SPEECH_SHARE < 1
+    assert 0 < MIN_SPEECH_SHARE < QUIET_MIN_SPEECH_SHARE < 1
 
 
 def test_a_silent_file_never_has_too_little_speech() -> None:
-    assert not too_little(0.0, 0.0)
-    assert not too_little(0.0, MIN_SOUND_S - 0.1)
-    assert too_little(0.0, MIN_SOUND_S)
+    for quiet in (False, True):
+        assert not too_little(0.0, 0.0, quiet)
+        assert not too_little(0.0, MIN_SOUND_S - 0.1, quiet)
+        assert too_little(0.0, MIN_SOUND_S, quiet)
 
 
 def test_too_little_is_a_share_of_the_sounding_time() -> None:
@@ -66,10 +67,20 @@ def test_too_little_is_a_share_of_the_sounding_time() -> None:
 
 
 def test_enough_speech_stands_and_the_lower_threshold_is_not_tried() -> None:
-    found, lower = [seg(0.0, ENOUGH)], Lower(seg(0.0, 90.0))
-    for level in (QUIET, USUAL):
+    lower = Lower(seg(0.0, 90.0))
+    for level, enough in ((USUAL, ENOUGH), (QUIET, QUIET_MIN_SPEECH_SHARE * SOUNDING)):
+        found = [seg(0.0, enough)]
         assert choose_speech(found, lower, SOUNDING, level, duration_s=120.0, max_s=30.0) == (found, None, False)
     assert lower.asked == 0
+
+
+def test_a_quiet_file_needs_the_higher_share() -> None:
+    """Speech between the two shares is enough at a usual level and too little in a quiet file."""
+    between = (MIN_SPEECH_SHARE + QUIET_MIN_SPEECH_SHARE) / 2 * SOUNDING
+    assert not too_little(between, SOUNDING) and too_little(between, SOUNDING, quiet=True)
+    lower = Lower(seg(0.0, QUIET_MIN_SPEECH_SHARE * SOUNDING))
+    assert choose_speech([seg(0.0, between)], lower, SOUNDING, QUIET, duration_s=120.0, max_s=30.0) == (
+        lower.segments, f"threshold {FALLBACK_THRESHOLD}", True)
 
 
 def test_too_little_speech_at_a_usual_level_takes_the_lower_threshold_when_it_finds_more() -> None:
