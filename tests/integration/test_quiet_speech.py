@@ -7,9 +7,10 @@ probability falls with the level: 35 dB down it still hears all the speech; 46
 dB down it hears about a second of 22 at its usual threshold and 5 s at the
 lower one; 50 dB down nothing at any threshold. The VAD stage's fallback
 (stages/vad.py) must bring that speech to ASR (both go whole), and ASR must find
-its words. The lower threshold's own path: the sample under loud pink noise,
-where Silero hears 1.4 s at 0.5 and 8.8 s at 0.2 (the VAD only: tiny.en finds no
-true words in that noise, at either threshold).
+its words; the film 50 dB down goes through every stage and gets its subtitles.
+The lower threshold's own path: the sample under loud pink noise, where Silero
+hears 1.4 s at 0.5 and 8.8 s at 0.2 (the VAD only: on those 8.8 s tiny.en writes
+a sentence that nobody said).
 
 Films without speech (made with FFmpeg): digital silence; pink noise at a usual
 level (Silero hears no speech at either threshold; Whisper given it would write
@@ -55,14 +56,17 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def quiet(sample: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """The sample 35, 46 and 50 dB down, 16 kHz mono 16-bit."""
+def quiet(sample: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[int | str, Path]:
+    """The sample 35, 46 and 50 dB down, 16 kHz mono 16-bit; and a film (H.264, AAC) of it 50 dB down."""
     root = tmp_path_factory.mktemp("quiet")
-    made = {}
+    made: dict[int | str, Path] = {}
     for db in (35, 46, 50):
         made[db] = root / f"sample-{db}dB.wav"
         ffmpeg("-i", str(sample["wav"]), "-af", f"volume=-{db}dB", "-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le",
                str(made[db]))
+    made["film-50"] = root / "film-50dB.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x36:r=5", "-i", str(made[50]), "-shortest",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(made["film-50"]))
     return made
 
 
@@ -141,7 +145,7 @@ def vad_only(infra, audio: Path) -> dict:
     return found
 
 
-def test_speech_35_db_down_is_heard_without_a_fallback(infra, quiet: dict[int, Path]) -> None:
+def test_speech_35_db_down_is_heard_without_a_fallback(infra, quiet: dict[int | str, Path]) -> None:
     found = vad_only(infra, quiet[35])
     assert (found["fallback"], found["fallback_tried"]) == (None, False)
     assert found["speech_s"] == found["speech_s_at_threshold"] > 20
@@ -156,7 +160,7 @@ def test_speech_in_loud_noise_is_found_at_the_lower_threshold(infra, noisy: Path
     assert found["speech_s"] > 3 * found["speech_s_at_threshold"]
 
 
-def test_speech_46_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quiet: dict[int, Path],
+def test_speech_46_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quiet: dict[int | str, Path],
                                                                      sample: dict[str, Path]) -> None:
     job = job_of(infra, str(quiet[46]), "--workflow", "transcribe")
     found = read(job, "vad.json")
@@ -171,9 +175,10 @@ def test_speech_46_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quie
     assert word_errors(read_stm(sample["stm"]), " ".join(heard)).wer < 0.5
 
 
-def test_speech_50_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quiet: dict[int, Path],
+def test_a_film_50_db_down_goes_to_asr_whole_and_gets_its_subtitles(infra, quiet: dict[int | str, Path],
                                                                      sample: dict[str, Path]) -> None:
-    job = job_of(infra, str(quiet[50]), "--workflow", "transcribe")
+    """The whole pipeline: Silero hears nothing, ASR gets the whole file and finds the words, the film gets them."""
+    job = job_of(infra, str(quiet["film-50"]))
     found = read(job, "vad.json")
     assert found["speech_s_at_threshold"] == 0 and found["fallback"] == "whole file"
     assert found["segments"][0]["start"] == 0 and found["segments"][-1]["end"] == found["duration_s"]
@@ -183,6 +188,11 @@ def test_speech_50_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quie
     heard = words(job)
     assert len(heard) >= 20, heard
     assert word_errors(read_stm(sample["stm"]), " ".join(heard)).wer < 0.8
+    assert (job / "subtitles.srt").read_text().count(" --> ") >= 3
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "json",
+                            str(job / "subtitled.mp4")], capture_output=True, text=True, check=True)
+    streams = [(s["codec_type"], s["codec_name"]) for s in json.loads(probe.stdout)["streams"]]
+    assert streams == [("video", "h264"), ("audio", "aac"), ("subtitle", "mov_text")]
 
 
 def no_subtitles(job: Path) -> None:
