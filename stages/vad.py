@@ -61,13 +61,16 @@ from typing import Any
 from infra.jobproto import JOB_FILE, update_stage_entry
 from stages._audio import AUDIO_FILE, SAMPLE_RATE, read_wav, wav_duration_s, wav_spans
 from stages._device import cpu_only, torch_device
-from stages._loudness import Loudness
 from stages._jobio import StageContext, StageError, StageMeter, main_of, write_failure
+from stages._loudness import Loudness
 from stages._models import package_version, pyannote_input, pyannote_segmentation
 
-# The thresholds, tuned on the development set only (docs/BENCHMARKS.md):
+# The VAD's thresholds, all here: tuned on the development set only, never on the test set.
 THRESHOLD = 0.5                        # Silero's speech probability that starts speech
-FALLBACK_THRESHOLD = 0.2               # the same, tried when a file that is not silent gets too little speech
+MIN_SPEECH_MS = 250                    # shorter speech is dropped
+MIN_SILENCE_MS = 300                   # a pause this long ends speech
+SPEECH_PAD_MS = 200                    # added to each end of a segment
+FALLBACK_THRESHOLD = 0.2               # THRESHOLD's stand-in when a file that is not silent gets too little speech
 SILENCE_DBFS = -85.0                   # a 100 ms frame whose RMS is under this is silence
 MIN_SOUND_S = 1.0                      # a file with less sounding time than this is silent: no fallback
 MIN_SPEECH_SHARE = 0.2                 # speech under this share of the sounding time is too little
@@ -76,9 +79,6 @@ QUIET_MIN_SPEECH_SHARE = 0.5           # the same share for a quiet file; still 
 
 NAME = "vad"
 OUTPUT = "vad.json"
-MIN_SPEECH_MS = 250
-MIN_SILENCE_MS = 300
-SPEECH_PAD_MS = 200
 DEFAULT_CHUNK_S = 30
 WINDOW = 512                           # samples per Silero probability (32 ms)
 CONTEXT = 64                           # samples of the window before that the model sees with each window
