@@ -4,7 +4,8 @@
   segments of the Hindi part are labelled hi, those of the English part en (and decoded in Latin letters);
   the short word (too short to detect) inherits its neighbour's language;
 - killed after its first span's checkpoint, that job resumes and writes the same asr.json, byte for byte;
-- ``task: translate`` on Hindi speech gives text in Latin letters and none in Devanagari;
+- ``task: translate`` on Hindi speech gives text in Latin letters and none in Devanagari, also through
+  `infra run --language auto --task translate` (the options reach job.json and the stage);
 - the stage refuses a language Whisper does not know, and Hindi on tiny.en, in one line, exit 2;
 - the list of Whisper's languages that infra carries (infra/spec/whisper_languages.json) is faster-whisper's.
 
@@ -21,13 +22,16 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from infra.hardware.cache import fingerprint, write_cache
 from infra.spec.languages import LANGUAGES_FILE
 from tests.conftest import REPO
+from tests.integration.media_fixtures import detected  # noqa: F401
 
 HINDI = ("क्या आप मुझे स्टेशन का रास्ता बता सकते हैं?", "हम कल बाज़ार जाएंगे और सब्ज़ियाँ खरीदेंगे।")
 ENGLISH = ("Good morning everyone, the meeting will start in ten minutes.",
@@ -207,6 +211,29 @@ def test_translate_gives_latin_text_of_hindi_speech(tmp_path: Path, stages: Stag
     text = " ".join(s["text"] for s in asr["segments"])
     assert LATIN.search(text) and not DEVANAGARI.search(text), text
     assert {s["language"] for s in asr["segments"]} == {"hi"}
+
+
+def test_infra_run_takes_auto_and_translate_to_the_stage(tmp_path: Path, ml_env: Path, base_cache: Path,
+                                                         detected) -> None:  # noqa: F811
+    """`infra run FILE --language auto --task translate --model base` (demux, vad, asr) in a fresh workspace."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".venv-ml").symlink_to(ml_env)
+    write_cache(ws / "out" / "hardware_cache.json", detected, fingerprint())
+    audio = speak(tmp_path / "speech", [("hi", t) for t in HINDI])
+    env = {**{k: v for k, v in os.environ.items() if k != "INFRA_FILE"}, "INFRA_CACHE": str(base_cache)}
+    done = subprocess.run(["nice", "-n", "10", sys.executable, "-m", "infra", "run", str(audio), "--mode", "native",
+                           "--workflow", "transcribe", "--model", "base", "--language", "auto", "--task", "translate"],
+                          cwd=ws, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = re.search(r"^job (\d{8}-\d{4}):", done.stdout, re.M).group(1)
+    job_dir = ws / (ws / "jobs" / job_id).read_text().strip()
+    config = json.loads((job_dir / "job.json").read_text())["config"]
+    assert (config["language"], config["task"], config["whisper_model"]) == ("auto", "translate", "base")
+    asr = json.loads((job_dir / "asr.json").read_text())
+    assert asr["languages"] and asr["segments"] and all(s["language"] for s in asr["segments"])
+    text = " ".join(s["text"] for s in asr["segments"])
+    assert LATIN.search(text) and not DEVANAGARI.search(text), text
 
 
 @pytest.mark.parametrize("model, language, task, message", [
