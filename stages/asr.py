@@ -32,13 +32,9 @@ gives the same asr.json natively and in a container, whatever CPUs the process
 sees and whatever OMP_NUM_THREADS or OPENBLAS_NUM_THREADS the shell sets.
 CTranslate2's own thread count (``cpu_threads``: $INFRA_THREADS when set, else
 the CPUs the process may use) changes the speed, not the result; both are in
-the stage's result record. Where a window decodes badly (a low average log
-probability, as synthetic or hard speech gives), faster-whisper decodes it again
-by sampling at a higher temperature: CTranslate2's random generator is seeded
-(``SAMPLING_SEED``) before the model loads, so the same audio gives the same
-words. That generator belongs to the model's thread and cannot be reseeded, so
-a resumed run differs from an uninterrupted one only where a span before the
-resume point and a span after it both fell back to sampling.
+the stage's result record. faster-whisper's temperature fallback samples:
+CTranslate2's generator is seeded before the model loads (docs/LANGUAGES.md says
+what that holds across a resume).
 Usage: python3 -m stages.asr [JOB_DIR]
 """
 
