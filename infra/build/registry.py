@@ -33,19 +33,17 @@ def _login_hint(host: str) -> str:
     return f"docker login {host}"
 
 
-def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    return name in ("localhost", "::1") or name.startswith("127.")
-
-
 def preflight(registry: str, logged_in: bool, timeout: float = 5.0) -> None:
     """Fail before any build when the registry cannot be reached, or needs credentials we do not have."""
+    from infra.oci.client import docker_registry_ca, is_loopback
+
     host = registry.split("/", 1)[0]
-    schemes = ["https", "http"] if _is_loopback(host) else ["https"]
+    schemes = ["https", "http"] if is_loopback(host) else ["https"]
+    context = ssl.create_default_context(cafile=docker_registry_ca(host))   # docker's own CA for it, if any
     last_error = ""
     for scheme in schemes:
         try:
-            with urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=timeout, context=ssl.create_default_context()):
+            with urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=timeout, context=context):
                 return
         except urllib.error.HTTPError as exc:
             if exc.code == 401:

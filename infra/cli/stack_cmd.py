@@ -78,41 +78,78 @@ def down(
     typer.echo(f"{stack.spec.project} ({mode}) is down" + (f"; removed {extra} more labelled container(s)" if extra else ""))
 
 
+TargetOption = Annotated[str, typer.Option("--target", help="compose (this machine) or swarm (the deployed stack).")]
+
+
+def _target(target: str) -> str:
+    from infra.errors import BadInputError
+
+    if target not in ("compose", "swarm"):
+        raise BadInputError(f"--target {target!r}: expected compose or swarm")
+    return target
+
+
 def ps(
     mode: ModeOption = "docker-cpu",
+    target: TargetOption = "compose",
     json_out: Annotated[bool, typer.Option("--json", help="Print the services as JSON.")] = False,
 ) -> None:
-    """The mode's service containers (state and health) and the work they hold, with its progress."""
+    """The mode's service containers (state and health; on a swarm, each task and its node) and the work they
+    hold, with the node and progress of each stage."""
     from infra.cli.context import load
     from infra.cli.output import print_json, print_rows
     from infra.cli.run_view import progress_text
-    from infra.stack.compose import stack_ps
     from infra.stack.queue import work_in_flight
 
     stack = load()
-    states = stack_ps(stack, _mode(stack, mode))
+    checked = _mode(stack, mode)
     work = work_in_flight(stack)
-    if json_out:
-        print_json({"services": [s.__dict__ for s in states], "work": work})
-        return
-    _table(states)
+    if _target(target) == "swarm":
+        from infra.stack.swarm import swarm_ps
+
+        tasks = swarm_ps(stack, checked)
+        if json_out:
+            print_json({"tasks": tasks, "work": work})
+            return
+        print_rows(["service", "replica", "node", "state", "error"],
+                   [[t["service"], str(t["slot"] or "global"), t["node"], t["state"], t["error"]] for t in tasks],
+                   title=f"stack {stack.spec.project}-{checked}")
+    else:
+        from infra.stack.compose import stack_ps
+
+        states = stack_ps(stack, checked)
+        if json_out:
+            print_json({"services": [s.__dict__ for s in states], "work": work})
+            return
+        _table(states)
     if work:
-        print_rows(["job", "stage", "state", "worker", "progress"],
-                   [[w["job"], w["stage"], w["state"], w["worker"] or "",
+        print_rows(["job", "stage", "state", "node", "worker", "progress"],
+                   [[w["job"], w["stage"], w["state"], w.get("node") or "", w["worker"] or "",
                      progress_text(w["progress"]) if w["progress"] else ""] for w in work], title="work in flight")
 
 
 def logs(
     services: Annotated[Optional[list[str]], typer.Argument(metavar="[SERVICE]...", help="Stages to show (default: all).")] = None,
     mode: ModeOption = "docker-cpu",
+    target: TargetOption = "compose",
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following new output.")] = False,
     tail: Annotated[Optional[str], typer.Option("--tail", help="Lines from the end of each log.")] = None,
 ) -> None:
-    """The workers' logs."""
+    """The workers' logs (on a swarm each line names its task and node)."""
     from infra.cli.context import load
-    from infra.stack.compose import stack_logs
     stack = load()
-    for line in stack_logs(stack, _mode(stack, mode), list(services or []), follow, tail):
+    checked = _mode(stack, mode)
+    if _target(target) == "swarm":
+        from infra.engine import Engine
+        from infra.engine.swarm import stack_logs
+        from infra.stack.swarm import swarm_stack_name
+
+        lines = stack_logs(Engine(), swarm_stack_name(stack, checked), list(services or []), follow, tail)
+    else:
+        from infra.stack.compose import stack_logs as compose_logs
+
+        lines = compose_logs(stack, checked, list(services or []), follow, tail)
+    for line in lines:
         typer.echo(line)
 
 
@@ -120,8 +157,13 @@ def deploy(
     target: Annotated[str, typer.Option("--target", help="Where to deploy: swarm.")] = "swarm",
     mode: ModeOption = "docker-cpu",
     remove: Annotated[bool, typer.Option("--down", help="Remove the deployed stack instead.")] = False,
+    scale: Annotated[Optional[list[str]], typer.Option("--scale", metavar="STAGE=N",
+                                                       help="Run N workers of a stage, spread over the nodes.")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every worker runs.")] = True,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the workers.")] = 900.0,
 ) -> None:
-    """Deploy the rendered swarm stack (after checking the swarm, the images and the torch policy)."""
+    """Deploy the rendered swarm stack (after checking the swarm, the registry, the images, the native
+    environment and where each stage can run), then wait until the workers run."""
     from infra.cli.context import load
     from infra.errors import BadInputError
     from infra.stack.swarm import deploy_swarm, remove_swarm
@@ -132,5 +174,5 @@ def deploy(
     if remove:
         typer.echo(f"removed stack {remove_swarm(stack, checked)}")
         return
-    for line in deploy_swarm(stack, checked):
+    for line in deploy_swarm(stack, checked, scale=_scales(scale or []), wait=wait, timeout_s=timeout):
         typer.echo(line, err=line.startswith("note:"))

@@ -219,18 +219,16 @@ class Engine:
             pass
 
     def remote_image_exists(self, ref: str) -> bool:
-        """Whether a registry holds ``ref`` (asks the registry, pulls nothing)."""
-        from python_on_whales.exceptions import DockerException
+        """Whether a registry holds ``ref`` (asks the registry's API with docker's credentials and, like docker,
+        the registry's own CA from /etc/docker/certs.d; pulls nothing)."""
+        from infra.oci.client import RegistryClient, split_ref
 
-        try:
-            self.docker.buildx.imagetools.inspect(ref)
-        except DockerException as exc:
-            text = (exc.stderr or "").lower()
-            if "not found" in text or "unknown" in text or "manifest" in text:
-                return False
-            with translate_errors(f"docker buildx imagetools inspect {ref}"):
-                raise
-        return True
+        host, rest = split_ref(ref)
+        name, at, digest = rest.partition("@")
+        if not at:
+            name, colon, tag = name.rpartition(":")
+            name, digest = (name, tag) if colon and "/" not in tag else (rest, "latest")
+        return RegistryClient(host).manifest_digest(name, digest) is not None
 
     def check_builder(self, name: str) -> None:
         """BadInputError unless buildx knows a builder of that name."""

@@ -1,7 +1,7 @@
 """Compose v2 and swarm stacks through python-on-whales, failures as EngineError.
 
 These take any :class:`~infra.engine.protocol.EngineAPI` so that core code keeps one type, but
-compose and swarm have no in-memory double: all but :func:`swarm_state` need the real Engine.
+compose has no in-memory double: these need the real Engine (swarm: infra/engine/swarm.py).
 """
 
 from __future__ import annotations
@@ -76,40 +76,3 @@ def remove_labelled_containers(engine: EngineAPI, project: str) -> int:
         if found:
             docker.container.remove(found, force=True)
     return len(found)
-
-
-def swarm_state(engine: EngineAPI) -> tuple[str, bool]:
-    info = engine.info()
-    return str(info.swarm.local_node_state), bool(info.swarm.control_available)
-
-
-def swarm_nodes(engine: EngineAPI) -> int:
-    with translate_errors("docker node ls"):
-        return len(_docker(engine).node.list())
-
-
-def stack_deploy(engine: EngineAPI, name: str, file: Path, variables: dict[str, str]) -> None:
-    with translate_errors(f"docker stack deploy {name}"):
-        _docker(engine).stack.deploy(name, compose_files=[str(file)], resolve_image="never", prune=True,
-                                   variables=variables)
-
-
-def stack_remove(engine: EngineAPI, name: str) -> None:
-    with translate_errors(f"docker stack rm {name}"):
-        _docker(engine).stack.remove(name)
-
-
-def stack_services(engine: EngineAPI, name: str) -> list[dict[str, Any]]:
-    """Each service of a swarm stack with its desired and running task counts."""
-    with translate_errors(f"docker stack services {name}"):
-        docker = _docker(engine)
-        services = docker.stack.services(name)
-        rows = []
-        for svc in services:
-            tasks = docker.service.ps(svc.id)
-            running = sum(1 for t in tasks if str(t.status.state) == "running")
-            mode = svc.spec.mode or {}
-            replicas = (mode.get("Replicated") or {}).get("Replicas") if isinstance(mode, dict) else None
-            rows.append({"service": svc.spec.name, "running": running, "desired": replicas,
-                         "image": str(svc.spec.task_template.container_spec.image).split("@")[0]})
-    return rows

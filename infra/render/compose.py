@@ -129,6 +129,7 @@ def build_services(stack: Stack, mode: Mode, images: dict[str, str], mounts: tup
             # numba (librosa, under resemblyzer) caches compiled code beside the sources by default,
             # which the read-only native env refuses: it would compile again in every container.
             "NUMBA_CACHE_DIR": f"{paths.CACHE}/numba",
+            "INFRA_CLAIM_TIMEOUT_S": str(spec.claim_timeout_s),
         }
         gpu = gpu_mode and stage.gpu
         if gpu and native is not None and native_libs:

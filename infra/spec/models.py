@@ -240,6 +240,9 @@ class ProjectSpec(Strict):
     modes: dict[Mode, ModeSpec] = Field(min_length=1)
     stages: dict[str, StageSpec] = Field(default_factory=dict)
     serve: ServeSpec = Field(default_factory=ServeSpec)
+    claim_timeout_s: int = Field(120, ge=2, le=86400,
+                                 description="A stage claim its worker has not touched for this long is taken over "
+                                             "by another worker (a worker, or the node it ran on, was lost)")
 
     @field_validator("project")
     @classmethod

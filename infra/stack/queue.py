@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from infra.errors import BadInputError, OperationError
@@ -98,8 +99,20 @@ def work_in_flight(stack: Stack) -> list[dict[str, Any]]:
             except (OSError, ValueError):
                 continue                  # claimed or finished this instant
             job_id, _, worker = item.name.partition("@")
-            progress = read_progress(ws.root / str(work.get("dir", "")), item.parent.name) if state == "running" else None
+            job_dir = ws.root / str(work.get("dir", ""))
+            progress = read_progress(job_dir, item.parent.name) if state == "running" else None
             rows.append({"job": job_id, "stage": item.parent.name, "state": state, "worker": worker or None,
+                         "node": stage_node(job_dir, item.parent.name) if state == "running" else None,
                          "progress": {k: progress.get(k) for k in ("done_s", "total_s", "rate", "eta_s")}
                          if progress else None})
     return rows
+
+
+def stage_node(job_dir: Path, stage: str) -> str | None:
+    """The node job.json says a stage runs on (its worker records it), if it says."""
+    try:
+        job = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    entry = next((s for s in job.get("stages", []) if s.get("name") == stage), {})
+    return entry.get("node")

@@ -51,7 +51,7 @@ def test_deploy_runs_the_workers_on_a_one_node_swarm_and_removes_them(tmp_path: 
     assert built.returncode == 0, built.stderr[-3000:]
     deployed = infra("deploy", "--target", "swarm", "--mode", "docker-cpu", cwd=project)
     assert deployed.returncode == 0, deployed.stderr[-3000:]
-    assert "every node that runs an ML stage needs the same environment" in deployed.stderr
+    assert "a node that joins later needs the same environment at that path" in deployed.stderr
     try:
         deadline = time.monotonic() + 120
         while True:
