@@ -151,33 +151,6 @@ def wrap(text: str, width: int = MAX_LINE) -> list[str]:
     return lines
 
 
-def wrap(text: str, width: int = MAX_LINE) -> list[str]:
-    """One line if it fits; else the most balanced two-line break (after punctuation if that is nearly as
-    balanced); else as many full lines as it takes (a word longer than a line is cut)."""
-    if len(text) <= width:
-        return [text]
-    words = text.split()
-    best: tuple[float, list[str]] | None = None
-    for i in range(1, len(words)):
-        first, second = " ".join(words[:i]), " ".join(words[i:])
-        if len(first) <= width and len(second) <= width:
-            cost = abs(len(first) - len(second)) - (8 if first.endswith(BREAK_AFTER) else 0)
-            if best is None or cost < best[0]:
-                best = (cost, [first, second])
-    if best is not None:
-        return best[1]
-    lines: list[str] = []
-    for word in words:
-        while len(word) > width:
-            lines.append(word[:width])
-            word = word[width:]
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return lines
-
-
 def label(speaker: str | None, prefixed: bool) -> str:
     return f"{speaker_label(speaker)}: " if prefixed and speaker else ""
 
