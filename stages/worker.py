@@ -78,6 +78,7 @@ class Worker:
         for item in sorted(self.queue.iterdir(), key=lambda p: p.stat().st_mtime if p.exists() else 0):
             target = self.running / f"{item.name}@{self.id}"
             with contextlib.suppress(FileNotFoundError):
+                os.utime(item)          # a claim is alive from its first instant, however long it was queued
                 os.rename(item, target)
                 return target
         for item in sorted(self.running.iterdir()):
@@ -106,6 +107,7 @@ class Worker:
                     log(f"{job_id}: removed the stale claim of {old}, "
                         f"which had recorded {self.stage} {entry['status']}")
                     return None
+                os.utime(item)          # alive again before it is visible under this worker's name
                 os.rename(item, target)
                 lost = record_loss(entry, old, why)
                 entry.update(worker=self.id, node=self.node)

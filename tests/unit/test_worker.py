@@ -88,6 +88,26 @@ def test_a_dead_workers_claim_is_taken_over_after_the_timeout(tmp_path: Path) ->
     assert job_json(tmp_path, "20261128-0007")["status"] == "done"
 
 
+def test_a_claim_is_alive_from_its_first_instant_however_long_it_waited(tmp_path: Path) -> None:
+    """Work that sat in the queue longer than the claim timeout, and a claim just taken over, are not stale
+    the moment they are taken: a rename keeps the file's old time, so another worker would take them again."""
+    make_job(tmp_path, "20261128-0008", {"asr": []}, {"asr": touch("asr.out")})
+    queued = next((tmp_path / "jobs" / w.QUEUE / "asr").iterdir())
+    old = time.time() - 60
+    os.utime(queued, (old, old))
+    first = w.Worker("asr", tmp_path, claim_timeout=5)
+    claim = first.claim()
+    assert claim is not None
+    other = w.Worker("asr", tmp_path, claim_timeout=5)
+    assert other.claim() is None, "a claim taken from an old queue entry is fresh"
+    os.utime(claim, (old, old))
+    taken = other.claim()
+    assert taken is not None
+    third = w.Worker("asr", tmp_path, claim_timeout=5)
+    assert third.claim() is None, "a claim just taken over is fresh"
+    assert job_json(tmp_path, "20261128-0008")["stages"][0]["attempts"] == 2
+
+
 def test_a_failed_stage_stops_the_job_and_queues_nothing(tmp_path: Path) -> None:
     make_job(tmp_path, "20261128-0009", {"demux": [], "vad": ["demux"]},
              {"demux": [sys.executable, "-c", "import sys; sys.exit('no audio stream')"], "vad": touch("vad.out")})
