@@ -1,4 +1,5 @@
-"""Stage subtitles: ASR words merged with speaker turns, written as subtitles.srt and subtitles.vtt.
+"""Stage subtitles: ASR words merged with speaker turns, written as subtitles.srt and subtitles.vtt, and each cue's
+time, speakers and language in cues.json.
 
 Speakers: each word takes the speaker whose turns overlap it most (else the nearest turn within
 NEAREST_TURN_S, else the previous word's).
@@ -25,6 +26,11 @@ is), so `infra subs check` reports it as a note, a breach only with --strict-cps
 When more than one speaker talks, every SRT cue names its speaker in its text ("Speaker 1: ", after the dash in
 a cue of two speakers); WebVTT names the speaker once, as a voice tag (`<v Speaker 1>`), never in the text.
 A film in which nobody speaks gets an SRT without cues (an empty file) and a VTT with its header only.
+
+Languages: a word has the language of its asr.json segment (with --language auto, each segment's own); a cue
+whose words come from segments of different languages takes the language of most of its words, counted in
+characters (stages/_cues.py). The language does not cut cues and is not written into the SRT or the VTT; the
+record (results/subtitles.json) counts the cues of each language (`cues_by_language`).
 Usage: python3 -m stages.subtitles [JOB_DIR]
 """
 
@@ -34,6 +40,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stages import _cues
 from stages._jobio import StageContext, main_of
 
 NAME = "subtitles"
@@ -60,13 +67,15 @@ class Word:
     end: float
     text: str
     speaker: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)
 class Part:
-    """What one speaker says in a cue."""
+    """What one speaker says in a cue, and how many characters of it are in each language."""
     speaker: str | None
     text: str
+    languages: _cues.Tally = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,11 @@ class Cue:
     @property
     def speakers(self) -> tuple[str | None, ...]:
         return tuple(p.speaker for p in self.parts)
+
+    @property
+    def language(self) -> str | None:
+        """The language of most of the cue's characters (stages/_cues.py)."""
+        return _cues.majority(_cues.merged(*(p.languages for p in self.parts)))
 
 
 def speaker_label(speaker: str) -> str:
@@ -102,15 +116,19 @@ def speaker_at(start: float, end: float, turns: list[dict[str, Any]]) -> str | N
 
 
 def asr_words(asr: dict[str, Any]) -> list[Word]:
-    """The words of asr.json; a segment without word timestamps spreads its words evenly over its time."""
+    """The words of asr.json, each in its segment's language (else the file's); a segment without word timestamps
+    spreads its words evenly over its time."""
     words = []
     for seg in asr.get("segments", []):
+        language = seg.get("language") or asr.get("language")
         if seg.get("words"):
-            words += [Word(w["start"], w["end"], w["word"].strip()) for w in seg["words"] if w["word"].strip()]
+            words += [Word(w["start"], w["end"], w["word"].strip(), None, language) for w in seg["words"]
+                      if w["word"].strip()]
             continue
         tokens = seg.get("text", "").split()
         step = (seg["end"] - seg["start"]) / max(1, len(tokens))
-        words += [Word(seg["start"] + i * step, seg["start"] + (i + 1) * step, tok) for i, tok in enumerate(tokens)]
+        words += [Word(seg["start"] + i * step, seg["start"] + (i + 1) * step, tok, None, language)
+                  for i, tok in enumerate(tokens)]
     return words
 
 
@@ -120,7 +138,7 @@ def assign_speakers(words: list[Word], turns: list[dict[str, Any]]) -> list[Word
         speaker = speaker_at(w.start, w.end, turns)
         if speaker is None and out:
             speaker = out[-1].speaker
-        out.append(Word(w.start, w.end, w.text, speaker))
+        out.append(replace(w, speaker=speaker))
     return out
 
 
@@ -210,7 +228,8 @@ def build_cues(words: list[Word], prefixed: bool) -> list[Cue]:
             pieces = pieces[1:]
         groups += pieces
         phrase_end = True
-    return [Cue(g[0].start, g[-1].end, (Part(g[0].speaker, " ".join(w.text for w in g)),)) for g in groups]
+    return [Cue(g[0].start, g[-1].end, (Part(g[0].speaker, " ".join(w.text for w in g),
+                                             _cues.tally((w.language, w.text) for w in g)),)) for g in groups]
 
 
 def cue_lines(cue: Cue, prefixed: bool) -> list[str]:
@@ -230,7 +249,8 @@ def joined(a: Cue, b: Cue, prefixed: bool) -> Cue | None:
     if b.end - a.start > MAX_CUE_S or len(a.parts) != 1 or len(b.parts) != 1:
         return None
     (pa,), (pb,) = a.parts, b.parts
-    parts = (Part(pa.speaker, f"{pa.text} {pb.text}"),) if pa.speaker == pb.speaker else (pa, pb)
+    parts = ((Part(pa.speaker, f"{pa.text} {pb.text}", _cues.merged(pa.languages, pb.languages)),)
+             if pa.speaker == pb.speaker else (pa, pb))
     cue = Cue(a.start, b.end, parts)
     return cue if fits_lines(cue_lines(cue, prefixed)) else None
 
@@ -356,9 +376,12 @@ def subtitles(ctx: StageContext) -> None:
     cues, prefixed, fast = timed_cues(asr, diarization)
     ctx.write_text(SRT_OUTPUT, srt_text(cues, prefixed))
     ctx.write_text(VTT_OUTPUT, vtt_text(cues, prefixed))
+    ctx.write_text(_cues.CUES_OUTPUT, _cues.cues_text([_cues.cue_record(c.start, c.end, c.speakers, c.language)
+                                                       for c in cues]))
     ctx.details.update({"cues": len(cues), "speakers": len({s for c in cues for s in c.speakers if s}),
                         "prefixed": prefixed, "dialogue_cues": sum(len(c.parts) > 1 for c in cues),
                         "fast_cues": fast, "language": asr.get("language"),
+                        "cues_by_language": _cues.cues_by_language(c.language for c in cues),
                         "diarization_backend": diarization.get("backend"),
                         "longest_line": max((len(line) for c in cues for line in cue_lines(c, prefixed)), default=0)})
     if not cues:

@@ -6,6 +6,7 @@ files to the rules with the checker `infra subs check` uses (infra/quality/subti
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 
 import stages.subtitles as writer
 from infra.quality.subtitles import Rules, check_file, parse_srt, shown_text
+from stages import _cues
+from stages._jobio import StageContext
 from stages.subtitles import (
     LEAD_IN_S, MAX_CPS, MAX_CUE_S, MAX_LAG_S, MAX_LINE, MIN_CUE_S, MIN_GAP_S, Cue, Part, Word, assign_speakers,
     build_cues, cue_lines, speaker_at, speaker_label, srt_text, timed, timed_cues, timestamp, vtt_text, wrap,
@@ -249,3 +252,131 @@ def test_generated_speech_gives_files_that_pass_the_check(cps: float, speakers: 
             assert first - LEAD_IN_S - 1e-9 <= cue.start <= first + MAX_LAG_S + 1e-9, (seed, cue)
             for _ in range(sum(len(p.text.split()) for p in cue.parts) - 1):
                 next(first_word)
+
+
+# -- the language of each cue ---------------------------------------------------------------------------------
+def segment(start: float, text: str, language: str | None, step: float = 0.3) -> dict:
+    """An asr.json segment with word times (``language`` None: a segment of an older asr.json, without it)."""
+    spoken = [{"start": round(start + i * step, 3), "end": round(start + i * step + step * 0.8, 3), "word": " " + w}
+              for i, w in enumerate(text.split())]
+    seg = {"start": start, "end": spoken[-1]["end"], "text": text, "words": spoken}
+    return {**seg, "language": language} if language else seg
+
+
+ONE_VOICE = {"turns": [{"start": 0.0, "end": 60.0, "speaker": "SPEAKER_00"}]}
+CODE_SWITCHED = {"language": "hi", "languages": {"hi": 4.1, "en": 2.2}, "segments": [
+    segment(0.0, "मैं कल बाज़ार गया था।", "hi"),
+    segment(3.0, "And then we went home.", "en"),
+    segment(6.0, "फिर हम घर गए।", "hi")]}
+
+
+def test_words_from_hindi_and_english_segments_give_cues_labelled_hi_and_en() -> None:
+    cues, _, _ = timed_cues(CODE_SWITCHED, ONE_VOICE)
+    assert [(c.parts[0].text, c.language) for c in cues] == [
+        ("मैं कल बाज़ार गया था।", "hi"), ("And then we went home.", "en"), ("फिर हम घर गए।", "hi")]
+
+
+def test_a_mixed_cue_takes_the_language_of_most_of_its_characters_not_of_most_words() -> None:
+    more_words = {"segments": [segment(0.0, "हाँ जी हाँ", "hi"), segment(0.9, "absolutely wonderful", "en")]}
+    (cue,) = timed_cues(more_words, ONE_VOICE)[0]
+    assert cue.parts[0].text == "हाँ जी हाँ absolutely wonderful"        # 3 Hindi words of 8 characters, 2 of 20
+    assert cue.language == "en"
+    more_chars = {"segments": [segment(0.0, "मुझे लगता है कि", "hi"), segment(1.2, "maybe", "en")]}
+    (cue,) = timed_cues(more_chars, ONE_VOICE)[0]
+    assert cue.language == "hi"
+
+
+def test_a_tie_goes_to_the_language_heard_first_and_unknown_words_do_not_count() -> None:
+    assert _cues.majority(_cues.tally([("en", "abc"), ("hi", "कखग")])) == "en"
+    assert _cues.majority(_cues.tally([("hi", "कखग"), ("en", "abc")])) == "hi"
+    assert _cues.majority(_cues.tally([(None, "a long word"), ("en", "ok")])) == "en"
+    assert _cues.majority(_cues.tally([(None, "words")])) is None
+    assert _cues.merged((("hi", 3),), (("en", 5), ("hi", 4))) == (("hi", 7), ("en", 5))
+
+
+def test_two_cues_joined_into_one_count_the_characters_of_both() -> None:
+    """Two speakers too close for two cues share one (a dialogue cue); its language is the longer line's."""
+    a = Cue(0.0, 0.3, (Part("A", "Hi.", (("en", 3),)),))
+    b = Cue(0.35, 1.2, (Part("B", "नमस्ते दोस्तों।", (("hi", 15),)),))
+    (out,), fast = timed([a, b], prefixed=True)
+    assert len(out.parts) == 2 and out.language == "hi"
+    same = Cue(0.35, 1.2, (Part("A", "नमस्ते दोस्तों।", (("hi", 15),)),))
+    (out,), _ = timed([a, same], prefixed=False)
+    assert out.parts[0].languages == (("en", 3), ("hi", 15)) and out.language == "hi"
+
+
+def test_the_language_changes_neither_the_cues_nor_the_text() -> None:
+    """The same words without languages give the same SRT and VTT: the language is recorded, never shown."""
+    stripped = {"segments": [{k: v for k, v in seg.items() if k != "language"} for seg in CODE_SWITCHED["segments"]]}
+    (with_language, p1, _), (without, p2, _) = timed_cues(CODE_SWITCHED, ONE_VOICE), timed_cues(stripped, ONE_VOICE)
+    assert srt_text(with_language, p1) == srt_text(without, p2)
+    assert vtt_text(with_language, p1) == vtt_text(without, p2)
+    assert [c.language for c in without] == [None, None, None]
+
+
+def test_an_older_asr_json_without_segment_languages_takes_the_files_language() -> None:
+    older = {"language": "en", "segments": [segment(0.0, "Hello there.", None),
+                                            {"start": 3.0, "end": 4.0, "text": "Bye now."}]}      # no word times
+    cues, _, _ = timed_cues(older, ONE_VOICE)
+    assert [(c.parts[0].text, c.language) for c in cues] == [("Hello there.", "en"), ("Bye now.", "en")]
+
+
+def run_stage_on(tmp_path: Path, asr: dict, diarization: dict) -> dict:
+    (tmp_path / "asr.json").write_text(json.dumps(asr, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "diarization.json").write_text(json.dumps(diarization), encoding="utf-8")
+    ctx = StageContext("subtitles", tmp_path, {"stages": [{"name": "subtitles"}]})
+    writer.subtitles(ctx)
+    return ctx.details
+
+
+def test_the_stage_writes_each_cues_language_in_cues_json_and_counts_them(tmp_path: Path) -> None:
+    two = {"turns": [{"start": 0.0, "end": 2.9, "speaker": "SPEAKER_00"}, {"start": 2.9, "end": 60.0,
+                                                                            "speaker": "SPEAKER_01"}]}
+    details = run_stage_on(tmp_path, CODE_SWITCHED, two)
+    assert details["cues_by_language"] == {"hi": 2, "en": 1} and details["language"] == "hi"
+    text = (tmp_path / _cues.CUES_OUTPUT).read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 3 + 2                                 # a cue a line
+    record = json.loads(text)["cues"]
+    shown = parse_srt(tmp_path / "subtitles.srt", (tmp_path / "subtitles.srt").read_text(encoding="utf-8"))
+    assert [(round(r["start"] * 1000), round(r["end"] * 1000)) for r in record] == \
+        [(c.start_ms, c.end_ms) for c in shown]                            # the SRT's cues, in its order
+    assert [(r["speakers"], r["language"]) for r in record] == [
+        (["SPEAKER_00"], "hi"), (["SPEAKER_01"], "en"), (["SPEAKER_01"], "hi")]
+    for name in ("subtitles.srt", "subtitles.vtt"):
+        assert check_file(tmp_path / name).breaches == ()
+
+
+def test_the_stage_on_an_older_asr_json_and_on_silence(tmp_path: Path) -> None:
+    details = run_stage_on(tmp_path, {"segments": [segment(0.0, "Hello there.", None)]}, ONE_VOICE)
+    assert details["cues_by_language"] == {} and details["language"] is None
+    assert json.loads((tmp_path / _cues.CUES_OUTPUT).read_text())["cues"] == [
+        {"start": 0.0, "end": 0.83, "speakers": ["SPEAKER_00"], "language": None}]
+    details = run_stage_on(tmp_path, {"language": None, "segments": []}, {"turns": []})
+    assert details["cues"] == 0 and details["cues_by_language"] == {}
+    assert json.loads((tmp_path / _cues.CUES_OUTPUT).read_text()) == {"cues": []}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_generated_code_switching_every_cue_takes_its_characters_majority(seed: int) -> None:
+    """Generated speech cut into segments of random languages: each cue's language is recounted from the words
+    it shows (the cues hold the words in order), by characters, the first heard on a tie."""
+    asr, diarization = generated(seed, 200, 12.0, 2)
+    rng = random.Random(seed)
+    words, segments, at = asr["segments"][0]["words"], [], 0
+    while at < len(words):
+        size = rng.choice([1, 2, 3, 5, 8, 13])
+        part = words[at:at + size]
+        segments.append({"start": part[0]["start"], "end": part[-1]["end"], "text": "", "words": part,
+                         "language": rng.choice(["hi", "en", "ur"])})
+        at += size
+    language_of = [seg["language"] for seg in segments for _ in seg["words"]]
+    cues, _, _ = timed_cues({"segments": segments}, diarization)
+    at = 0
+    for cue in cues:
+        count = sum(len(p.text.split()) for p in cue.parts)
+        chars: dict[str, int] = {}
+        for w, language in zip(words[at:at + count], language_of[at:at + count]):
+            chars[language] = chars.get(language, 0) + len(w["word"].strip())
+        assert cue.language == max(chars, key=lambda k: chars[k]), (seed, cue, chars)   # max keeps the first
+        at += count
+    assert at == len(words)
