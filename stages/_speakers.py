@@ -1,35 +1,47 @@
 """The offline diarization backend: who speaks when, from a speaker-embedding model that a package ships.
 
 1. Speech: WebRTC's VAD (the ``webrtcvad`` package, which resemblyzer needs
-   anyway) marks 30 ms frames; pauses shorter than MIN_PAUSE_S are filled and
-   bursts shorter than MIN_SPEECH_S dropped. The audio is read a block at a
-   time (``scan_speech``); the smoothing runs on the whole film's mask, which is
-   small (one bool per 10 ms).
+   anyway) marks 30 ms frames, or pyannote's segmentation model gives a speech
+   probability per 10 ms (stages/_segmentation.py, when the model is cached);
+   pauses shorter than min_pause_s are filled and bursts shorter than
+   min_speech_s dropped. The audio is read a block at a time (``vad_scan``);
+   the smoothing runs on the whole film's mask, which is small (one bool per
+   10 ms).
 2. Embeddings: resemblyzer's GE2E encoder embeds 1.6 s windows, one every
-   0.25 s, that are mostly speech. The windows lie on the film's grid, and they
-   are embedded in batches of BATCH_STEPS grid steps: each batch's mel
-   spectrogram is made from that batch's own stretch of audio, with the volume
-   normalised by one gain for the whole film (resemblyzer's normalize_volume).
-   So every embedding is computed from the same numbers in the same order
-   however the film is split into spans (``embed_windows``), and a caller can
-   embed the film span by span, holding one span's audio at a time.
-3. Clustering: spectral clustering of the windows' cosine affinity, refined as
-   in Wang et al. (2018) for d-vectors: each row keeps its top ROW_KEEP share,
-   then symmetrise, diffuse and row-normalise. The number of speakers is the
-   largest eigengap among the eigenvalues that reach EIGEN_MIN_SHARE of the
-   largest (at most the job's max_speakers); k-means on the eigenvectors gives
-   the labels. Then clusters whose windows are on average at least
-   MERGE_SIMILARITY alike are merged: the eigengap alone splits one voice whose
-   delivery varies. Long films are sampled to at most MAX_CLUSTERED windows
-   first (every n-th window) and every window then joins its nearest speaker.
-   Averaging neighbouring windows instead makes two voices look more alike the
-   longer the film (the average of noisy windows is nearer its voice's centre),
-   until MERGE_SIMILARITY joins them: a two-hour film of two voices came out
-   as one speaker.
-4. Turns: every speech frame takes the label most of its windows carry.
+   0.25 s, that are mostly speech (min_speech_share). The windows lie on the
+   film's grid, and they are embedded in batches of BATCH_STEPS grid steps:
+   each batch's mel spectrogram is made from that batch's own stretch of
+   audio, with the volume normalised by one gain for the whole film
+   (resemblyzer's normalize_volume). So every embedding is computed from the
+   same numbers in the same order however the film is split into spans
+   (``embed_windows``), and a caller can embed the film span by span, holding
+   one span's audio at a time.
+3. Clustering (stages/_clustering.py): spectral clustering of the windows'
+   refined cosine affinity (row_keep); the number of speakers is the largest
+   eigengap among the eigenvalues that reach eigen_min_share of the largest (at
+   most the job's max_speakers); k-means on the eigenvectors gives the labels;
+   then clusters whose windows are on average at least merge_similarity alike
+   are merged (agglomeration with a stopping threshold): the eigengap alone
+   splits one voice whose delivery varies. Clusters of fewer than
+   min_cluster_windows windows may join their nearest speaker. Long films are
+   sampled to at most MAX_CLUSTERED windows first (every n-th window) and every
+   window then joins its nearest speaker. Averaging neighbouring windows
+   instead makes two voices look more alike the longer the film, until the
+   merge joins them: a two-hour film of two voices came out as one speaker.
+4. Resegmentation (switch_penalty > 0): Viterbi over the windows in time order,
+   each scored by its cosine to each speaker's centre, a change of speaker
+   costing switch_penalty.
+5. Turns: every speech frame takes the label most of its windows carry. With
+   the segmentation model, runs of overlapped speech (its probability at least
+   overlap_threshold) also go to the nearest other speaker.
 
-The rule for the number of speakers favours fewer speakers: a speaker with
-little speech may be merged into another. Overlapping speech gets one speaker.
+The thresholds are a ``Settings``. bench/diarization.py searches them on the
+development set that bench/speechsets.py builds; TUNED (WebRTC) and TUNED_MODEL
+(the segmentation model) are what it chose for where speech is, and ``TODAY``
+keeps the settings before that work. The clustering thresholds the search chose
+on the development set did worse on the test set, so TUNED keeps today's (see
+docs/BENCHMARKS.md). The rule for the number of speakers favours fewer
+speakers: a speaker with little speech may be merged into another.
 """
 
 from __future__ import annotations
@@ -40,26 +52,61 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from stages._clustering import absorb_small, count_speakers, kmeans, merge_alike, refined_affinity, resegment
+
+__all__ = ["absorb_small", "count_speakers", "kmeans", "merge_alike", "refined_affinity", "resegment"]
+
 SAMPLE_RATE = 16000
 FRAME_S = 0.01                 # the label grid, and resemblyzer's mel frame step
 HOP = 160                      # samples per 10 ms frame
 MEL_MARGIN = 2                 # frames of audio read beyond a batch's windows on each side (the 25 ms FFT window)
 VAD_FRAME_S = 0.03
-VAD_AGGRESSIVENESS = 2         # webrtcvad 0 (lenient) .. 3 (strict)
-MIN_PAUSE_S = 0.3
-MIN_SPEECH_S = 0.2
 TARGET_DBFS = -30              # resemblyzer's volume normalisation, raised only
 WINDOW_FRAMES = 160            # 1.6 s, the encoder's partial-utterance length
 STEP_FRAMES = 25               # 0.25 s
-MIN_SPEECH_SHARE = 0.5         # a window is embedded when at least half of it is speech
 BATCH_STEPS = 80               # window starts per batch: 20 s of the film's grid
-ROW_KEEP = 0.3
-EIGEN_MIN_SHARE = 0.4
-MERGE_SIMILARITY = 0.75        # clusters this alike (mean cosine between their windows) are one speaker
 MAX_CLUSTERED = 1500
-KMEANS_SEED = 0
 EMBEDDING_SIZE = 256
 BATCH_S = BATCH_STEPS * STEP_FRAMES * FRAME_S
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The diarizer's thresholds."""
+
+    vad_aggressiveness: int    # webrtcvad 0 (lenient) .. 3 (strict)
+    min_pause_s: float         # pauses shorter than this are filled
+    min_speech_s: float        # bursts shorter than this are dropped
+    min_speech_share: float    # a window is embedded when at least this share of it is speech
+    row_keep: float            # the share of each affinity row kept by the refinement
+    eigen_min_share: float     # eigenvalues counted for the eigengap: at least this share of the largest
+    merge_similarity: float    # clusters this alike (mean cosine between their windows) are one speaker
+    min_cluster_windows: int   # clusters with fewer windows join their nearest speaker (0: none)
+    switch_penalty: float      # the Viterbi resegmentation's cost of a change of speaker (0: no resegmentation)
+    use_segmentation: bool = False   # speech (and overlap) from pyannote's segmentation model instead of WebRTC
+    speech_threshold: float = 0.5    # with pyannote's segmentation model: speech where its probability reaches this
+    overlap_threshold: float = 1.01  # with it: a second speaker where overlap's probability reaches this (> 1: never)
+
+
+TODAY = Settings(vad_aggressiveness=2, min_pause_s=0.3, min_speech_s=0.2, min_speech_share=0.5, row_keep=0.3,
+                 eigen_min_share=0.4, merge_similarity=0.75, min_cluster_windows=0, switch_penalty=0.0)
+# What bench/diarization.py --keys speech chose on the development set: where speech is (and overlap, with the
+# segmentation model); the clustering keeps TODAY's thresholds, since those tuned on the development set too
+# did worse on the test set (docs/BENCHMARKS.md, "Diarization on real speech").
+TUNED = Settings(vad_aggressiveness=3, min_pause_s=0.2, min_speech_s=0.1, min_speech_share=0.5, row_keep=0.3,
+                 eigen_min_share=0.4, merge_similarity=0.75, min_cluster_windows=0, switch_penalty=0.0)
+TUNED_MODEL = Settings(vad_aggressiveness=2, min_pause_s=0.1, min_speech_s=0.2, min_speech_share=0.3, row_keep=0.3,
+                       eigen_min_share=0.4, merge_similarity=0.75, min_cluster_windows=0, switch_penalty=0.0,
+                       use_segmentation=True, speech_threshold=0.6, overlap_threshold=0.7)
+VAD_AGGRESSIVENESS = TUNED.vad_aggressiveness
+MIN_PAUSE_S = TUNED.min_pause_s
+MIN_SPEECH_S = TUNED.min_speech_s
+MIN_SPEECH_SHARE = TUNED.min_speech_share
+ROW_KEEP = TUNED.row_keep
+EIGEN_MIN_SHARE = TUNED.eigen_min_share
+MERGE_SIMILARITY = TUNED.merge_similarity
+MIN_CLUSTER_WINDOWS = TUNED.min_cluster_windows
+SWITCH_PENALTY = TUNED.switch_penalty
 
 
 @dataclass(frozen=True)
@@ -86,13 +133,19 @@ def volume_gain(sum_squares: int, count: int) -> float:
     return 1.0 if change < 0 else 10 ** (change / 20)
 
 
-def scan_speech(blocks: Iterable[Any]) -> Speech:
+def scan_speech(blocks: Iterable[Any], settings: Settings = TUNED) -> Speech:
     """The speech mask (after filling short pauses and dropping short bursts) and the volume gain of audio given
     as consecutive blocks of float32 samples; only one block is held at a time."""
+    decisions, samples, gain = vad_scan(blocks, settings.vad_aggressiveness)
+    return speech_of(decisions, samples, gain, settings)
+
+
+def vad_scan(blocks: Iterable[Any], aggressiveness: int) -> tuple[Any, int, float]:
+    """WebRTC's decision per 30 ms frame, the number of samples, and the volume gain, one block at a time."""
     import numpy as np
     import webrtcvad
 
-    detector = webrtcvad.Vad(VAD_AGGRESSIVENESS)
+    detector = webrtcvad.Vad(aggressiveness)
     size = int(VAD_FRAME_S * SAMPLE_RATE)
     decisions: list[bool] = []
     rest = np.zeros(0, dtype="<i2")
@@ -105,10 +158,17 @@ def scan_speech(blocks: Iterable[Any]) -> Speech:
         whole = len(pcm) - len(pcm) % size
         decisions += vad_decisions(pcm[:whole], detector)
         rest = pcm[whole:]
-    mask = np.repeat(np.array(decisions, dtype=bool), round(VAD_FRAME_S / FRAME_S))
+    return np.array(decisions, dtype=bool), samples, volume_gain(sum_squares, samples)
+
+
+def speech_of(decisions: Any, samples: int, gain: float, settings: Settings = TUNED) -> Speech:
+    """The speech mask on the 10 ms grid from WebRTC's 30 ms decisions, short pauses filled, short bursts dropped."""
+    import numpy as np
+
+    mask = np.repeat(decisions, round(VAD_FRAME_S / FRAME_S))
     mask = np.pad(mask, (0, max(0, int(samples / SAMPLE_RATE / FRAME_S) - len(mask))))
-    mask = smooth_mask(mask, round(MIN_PAUSE_S / FRAME_S), round(MIN_SPEECH_S / FRAME_S))
-    return Speech(mask, samples, volume_gain(sum_squares, samples))
+    mask = smooth_mask(mask, round(settings.min_pause_s / FRAME_S), round(settings.min_speech_s / FRAME_S))
+    return Speech(mask, samples, gain)
 
 
 def runs_of(mask: Any) -> list[tuple[int, int]]:
@@ -131,7 +191,37 @@ def smooth_mask(mask: Any, min_gap: int, min_run: int) -> Any:
     return out
 
 
-def window_starts(speech: Speech) -> list[int]:
+def speech_of_model(probability: Any, samples: int, gain: float, settings: Settings = TUNED) -> Speech:
+    """The speech mask from the segmentation model's speech probability per 10 ms frame, smoothed likewise."""
+    mask = smooth_mask(probability >= settings.speech_threshold, round(settings.min_pause_s / FRAME_S),
+                       round(settings.min_speech_s / FRAME_S))
+    return Speech(mask, samples, gain)
+
+
+def overlap_turns(frames: Any, overlap: Any, reach: int = 200) -> list[dict[str, Any]]:
+    """Second speakers: each run of overlapped speech (a bool per 10 ms frame) also goes to the speaker nearest
+    to it (within ``reach`` frames either side) who is not the run's own (its most frequent label)."""
+    import numpy as np
+
+    out = []
+    for start, end in runs_of(overlap & (frames >= 0)):
+        own = int(np.bincount(frames[start:end]).argmax())
+        best = None
+        for distance, label in ((d, frames[start - 1 - d]) for d in range(min(reach, start))):
+            if label >= 0 and label != own:
+                best = (distance, int(label))
+                break
+        for distance, label in ((d, frames[end + d]) for d in range(min(reach, len(frames) - end))):
+            if label >= 0 and label != own:
+                best = min(best, (distance, int(label))) if best else (distance, int(label))
+                break
+        if best:
+            out.append({"start": round(start * FRAME_S, 3), "end": round(end * FRAME_S, 3),
+                        "speaker": f"SPEAKER_{best[1]:02d}"})
+    return out
+
+
+def window_starts(speech: Speech, settings: Settings = TUNED) -> list[int]:
     """Start frames of the windows on the film's grid (every STEP_FRAMES) that are mostly speech."""
     import numpy as np
 
@@ -139,7 +229,7 @@ def window_starts(speech: Speech) -> list[int]:
     counts = np.concatenate(([0], np.cumsum(speech.mask, dtype=np.int64)))
     grid = np.arange(0, max(0, frames - WINDOW_FRAMES + 1), STEP_FRAMES)
     voiced = counts[grid + WINDOW_FRAMES] - counts[grid]
-    return grid[voiced >= MIN_SPEECH_SHARE * WINDOW_FRAMES].tolist()
+    return grid[voiced >= settings.min_speech_share * WINDOW_FRAMES].tolist()
 
 
 def batch_of(start: int) -> int:
@@ -193,87 +283,26 @@ def embed_windows(audio: Any, offset: int, starts: list[int], speech: Speech, en
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
 
 
-def refined_affinity(emb: Any) -> Any:
-    import numpy as np
-
-    affinity = emb @ emb.T
-    np.fill_diagonal(affinity, 1.0)
-    keep = max(1, int(np.ceil(ROW_KEEP * len(affinity))))
-    floor = np.sort(affinity, axis=1)[:, -keep][:, None]
-    affinity = np.where(affinity >= floor, affinity, affinity * 0.01)
-    affinity = np.maximum(affinity, affinity.T)
-    affinity = affinity @ affinity.T
-    affinity = affinity / affinity.max(axis=1, keepdims=True)
-    return (affinity + affinity.T) / 2
-
-
-def count_speakers(eigenvalues: Any, max_speakers: int) -> int:
-    """The largest eigengap (ratio of neighbours) among eigenvalues that reach EIGEN_MIN_SHARE of the first."""
-    values = [float(v) for v in eigenvalues]
-    top = values[0] if values else 0.0
-    candidates = [k for k in range(1, min(max_speakers, len(values) - 1) + 1) if values[k - 1] >= EIGEN_MIN_SHARE * top]
-    if not candidates or top <= 0:
-        return 1
-    return max(candidates, key=lambda k: values[k - 1] / max(values[k], 1e-9))
-
-
-def kmeans(points: Any, k: int, rounds: int = 100) -> Any:
-    """Lloyd's k-means with k-means++ seeding from a fixed seed: labels, 0..k-1."""
-    import numpy as np
-
-    rng = np.random.default_rng(KMEANS_SEED)
-    centres = [points[rng.integers(len(points))]]
-    for _ in range(1, k):
-        dist = np.min([((points - c) ** 2).sum(1) for c in centres], axis=0)
-        centres.append(points[rng.choice(len(points), p=dist / dist.sum())] if dist.sum() > 0 else points[0])
-    centres = np.stack(centres)
-    labels = None
-    for _ in range(rounds):
-        new = ((points[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
-        if labels is not None and (new == labels).all():
-            break
-        labels = new
-        centres = np.stack([points[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(k)])
-    return labels
-
-
-def merge_alike(emb: Any, labels: Any) -> Any:
-    """Merge the two most alike clusters while the mean cosine between their members reaches MERGE_SIMILARITY;
-    labels renumbered 0..k-1."""
-    import numpy as np
-
-    labels = labels.copy()
-    while True:
-        names = sorted(set(labels.tolist()))
-        sums = {n: emb[labels == n].sum(0) for n in names}
-        sizes = {n: int((labels == n).sum()) for n in names}
-        pairs = [(float(sums[a] @ sums[b]) / (sizes[a] * sizes[b]), a, b) for i, a in enumerate(names)
-                 for b in names[i + 1:]]
-        if not pairs or max(pairs)[0] < MERGE_SIMILARITY:
-            break
-        _, a, b = max(pairs)
-        labels[labels == b] = a
-    return np.unique(labels, return_inverse=True)[1]
-
-
-def cluster(emb: Any, max_speakers: int) -> Any:
-    """A speaker label per embedding (0 is the first to speak)."""
+def cluster(emb: Any, max_speakers: int, settings: Settings = TUNED) -> Any:
+    """A speaker label per embedding (0 is the first to speak); ``emb`` in time order."""
     import numpy as np
 
     if len(emb) < 2:
         return np.zeros(len(emb), dtype=int)
     group = int(np.ceil(len(emb) / MAX_CLUSTERED))
     pooled = emb[::group]      # every group-th window: real windows, whose likeness does not change with length
-    values, vectors = np.linalg.eigh(refined_affinity(pooled))
+    values, vectors = np.linalg.eigh(refined_affinity(pooled, settings.row_keep))
     values, vectors = values[::-1], vectors[:, ::-1]
-    k = count_speakers(values, max_speakers)
+    k = count_speakers(values, max_speakers, settings.eigen_min_share)
     if k == 1:
         return np.zeros(len(emb), dtype=int)
     rows = vectors[:, :k] / np.maximum(np.linalg.norm(vectors[:, :k], axis=1, keepdims=True), 1e-9)
-    pooled_labels = merge_alike(pooled, kmeans(rows, k))
+    pooled_labels = merge_alike(pooled, kmeans(rows, k), settings.merge_similarity)
+    pooled_labels = absorb_small(pooled, pooled_labels, settings.min_cluster_windows)
     k = int(pooled_labels.max()) + 1
     centres = np.stack([pooled[pooled_labels == j].mean(0) for j in range(k) if (pooled_labels == j).any()])
     labels = (emb @ centres.T).argmax(1) if group > 1 else pooled_labels
+    labels = resegment(emb, labels, settings.switch_penalty)
     order = {old: new for new, old in enumerate(dict.fromkeys(labels.tolist()))}
     return np.array([order[v] for v in labels.tolist()], dtype=int)
 
@@ -310,15 +339,20 @@ def turns_of(frames: Any) -> list[dict[str, Any]]:
     return turns
 
 
-def speaker_turns(speech: Speech, starts: list[int], emb: Any, max_speakers: int
-                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Speaker turns from the windows' embeddings, and what the backend did (speech seconds, windows, speakers)."""
+def speaker_turns(speech: Speech, starts: list[int], emb: Any, max_speakers: int, settings: Settings = TUNED,
+                  overlap: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Speaker turns from the windows' embeddings, and what the backend did (speech seconds, windows, speakers).
+    ``overlap``: the segmentation model's probability of overlapped speech per 10 ms frame, when it ran."""
     import numpy as np
 
-    labels = cluster(emb, max_speakers)
+    labels = cluster(emb, max_speakers, settings)
     if len(labels):
         speakers = int(labels.max()) + 1
-        turns = turns_of(frame_labels(speech.mask, starts, labels, speakers))
+        frames = frame_labels(speech.mask, starts, labels, speakers)
+        turns = turns_of(frames)
+        if overlap is not None and speakers > 1:
+            n = min(len(frames), len(overlap))
+            turns += overlap_turns(frames[:n], overlap[:n] >= settings.overlap_threshold)
     else:                      # speech too short for one window: one speaker, if any
         speakers = int(speech.mask.any())
         turns = turns_of(np.where(speech.mask, 0, -1))
@@ -326,9 +360,10 @@ def speaker_turns(speech: Speech, starts: list[int], emb: Any, max_speakers: int
                    "speakers": speakers, "window_s": WINDOW_FRAMES * FRAME_S, "step_s": STEP_FRAMES * FRAME_S}
 
 
-def diarize_offline(samples: Any, max_speakers: int, device: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def diarize_offline(samples: Any, max_speakers: int, device: Any, settings: Settings = TUNED
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Speaker turns of in-memory ``samples``: the same steps and numbers as a film embedded span by span."""
-    speech = scan_speech([samples])
-    starts = window_starts(speech)
+    speech = scan_speech([samples], settings)
+    starts = window_starts(speech, settings)
     emb = embed_windows(samples, 0, starts, speech, load_encoder(device) if starts else None, device)
-    return speaker_turns(speech, starts, emb, max_speakers)
+    return speaker_turns(speech, starts, emb, max_speakers, settings)

