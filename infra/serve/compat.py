@@ -51,6 +51,7 @@ from infra.errors import BadInputError, OperationError
 from infra.serve.compat_format import (LANGUAGES, SAMPLE_BYTES, SAMPLE_RATE, PcmAsWav, built_output,
                                        looks_like_a_container)
 from infra.serve.service import JobOptions, JobService, TooLargeError
+from infra.spec.languages import english_only
 
 ENGINE = "faster_whisper"          # what the pipeline's asr stage runs, in that API's words
 MODEL_ENV = "INFRA_SERVE_MODEL"
@@ -75,7 +76,7 @@ class Defaults:
 
     @property
     def english_only(self) -> bool:
-        return bool(self.model and self.model.endswith(".en"))
+        return bool(self.model and english_only(self.model))
 
 
 @dataclass(frozen=True)

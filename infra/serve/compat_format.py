@@ -4,8 +4,9 @@ the txt, tsv and json answers built from a finished job's asr.json and diarizati
 - **Raw PCM.** With ``encode=false`` that API takes the upload as 16-bit little-endian mono samples at 16 kHz
   and nothing else (no header). :class:`PcmAsWav` reads such an upload as a WAV file (a 44-byte header, then
   the samples), so the upload is kept and probed like any other film and the pipeline's FFmpeg reads it.
-- **Languages.** The codes Whisper knows, with the names its tokenizer gives them (``/detect-language``
-  answers with both).
+- **Languages.** The codes Whisper knows (infra/spec/languages.py, the one list infra checks languages
+  against), with the names Whisper's tokenizer gives them (``/detect-language`` answers with both; a code
+  without a name here is named by its code).
 - **Speakers.** Each word takes the speaker whose diarization turns overlap it most (else the nearest turn
   within a second, else the word before's), as the subtitles stage does; a segment of asr.json is cut where
   the speaker changes. With more than one speaker, txt and tsv lines start with ``Speaker N:`` (as the
@@ -19,6 +20,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from infra.spec.languages import whisper_languages
+
 SAMPLE_RATE = 16_000
 SAMPLE_BYTES = 2
 WAV_HEADER_BYTES = 44
@@ -26,8 +29,8 @@ MAX_WAV_DATA = 0xFFFFFFFF - WAV_HEADER_BYTES
 NEAREST_TURN_S = 1.0
 OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
 
-# Whisper's language codes and names (its tokenizer's table; faster-whisper knows the same 100 codes).
-LANGUAGES: dict[str, str] = dict(pair.replace("_", " ").split(":") for pair in (
+# The names of Whisper's languages, as its tokenizer gives them; which codes Whisper knows is the spec's list.
+NAMES: dict[str, str] = dict(pair.replace("_", " ").split(":") for pair in (
     "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french ja:japanese pt:portuguese "
     "tr:turkish pl:polish ca:catalan nl:dutch ar:arabic sv:swedish it:italian id:indonesian hi:hindi fi:finnish "
     "vi:vietnamese he:hebrew uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish hu:hungarian ta:tamil "
@@ -40,6 +43,7 @@ LANGUAGES: dict[str, str] = dict(pair.replace("_", " ").split(":") for pair in (
     "sa:sanskrit lb:luxembourgish my:myanmar bo:tibetan tl:tagalog mg:malagasy as:assamese tt:tatar haw:hawaiian "
     "ln:lingala ha:hausa ba:bashkir jw:javanese su:sundanese yue:cantonese").split(" ")
     if pair)
+LANGUAGES: dict[str, str] = {code: NAMES.get(code, code) for code in whisper_languages()}
 # The first bytes of containers someone may send with encode=false by mistake (raw PCM has no header).
 CONTAINER_MAGIC = (b"RIFF", b"ID3", b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3", b"FORM", b"caff")
 

@@ -20,10 +20,11 @@ from infra.jobs.prepare import check_name
 from infra.serve.app import create_app
 from infra.serve.compat import (AsrParams, Defaults, answer_headers, defaults_from_env, ignored, job_language,
                                 job_name, job_options)
-from infra.serve.compat_format import (LANGUAGES, PcmAsWav, built_output, labelled_segments, looks_like_a_container,
-                                       wav_header)
+from infra.serve.compat_format import (LANGUAGES, NAMES, PcmAsWav, built_output, labelled_segments,
+                                       looks_like_a_container, wav_header)
 from infra.serve.service import JobService
 from infra.spec import load_stack
+from infra.spec.languages import whisper_languages
 
 TOKEN = "compat-token-test-only-2b7e"
 TINY_EN = Defaults(model="tiny.en")
@@ -74,6 +75,19 @@ def test_whispers_hundred_languages_with_their_names() -> None:
     assert len(LANGUAGES) == 100
     assert (LANGUAGES["en"], LANGUAGES["ht"], LANGUAGES["haw"], LANGUAGES["yue"]) == \
         ("english", "haitian creole", "hawaiian", "cantonese")
+
+
+def test_the_codes_are_the_specs_and_every_one_has_a_name() -> None:
+    """The routes know the languages infra checks jobs against (infra/spec/languages.py), no other list."""
+    assert tuple(LANGUAGES) == whisper_languages()
+    assert set(NAMES) == set(whisper_languages())                   # no code named by its code, no name left over
+    assert all(name and name.islower() and name != code for code, name in LANGUAGES.items())
+
+
+def test_an_english_only_model_is_the_specs_english_only() -> None:
+    assert Defaults("tiny.en").english_only and Defaults("whisper/base.en").english_only
+    assert not Defaults("base").english_only and not Defaults("large-v3").english_only
+    assert not Defaults().english_only                                 # no model set: the recommendation
 
 
 def test_the_language_is_checked_against_whisper_and_the_model() -> None:
