@@ -65,9 +65,9 @@ def cues_text(records: list[dict[str, Any]]) -> str:
 
 
 def cues_by_language(languages: Iterable[str | None]) -> dict[str, int]:
-    """How many cues each language has (most first, then by code); cues without a language are not counted."""
+    """How many cues each language has, by code; cues without a language are not counted."""
     counts: dict[str, int] = {}
     for language in languages:
         if language:
             counts[language] = counts.get(language, 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return dict(sorted(counts.items()))
