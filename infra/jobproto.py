@@ -195,7 +195,8 @@ def model_cache(job: dict[str, Any], job_dir: Path | None = None) -> Path:
 def enqueue(jobs_dir: Path, stage: str, work: dict[str, Any]) -> bool:
     """Queue ``stage`` of the job ``work['job']`` once (O_EXCL); False when it is already waiting.
 
-    Run as root, the folders it makes belong to ``jobs_dir``'s owner: the workers rename files out of them."""
+    Run as root, the folders and the file it makes belong to ``jobs_dir``'s owner: the workers rename files out
+    of them and touch what they claim."""
     folder = jobs_dir / QUEUE / stage
     missing = [p for p in (folder.parent, folder) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
@@ -207,6 +208,9 @@ def enqueue(jobs_dir: Path, stage: str, work: dict[str, Any]) -> bool:
         fd = os.open(folder / str(work["job"]), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
     except FileExistsError:
         return False
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        owner = jobs_dir.stat()
+        os.fchown(fd, owner.st_uid, owner.st_gid)       # the worker that claims it touches it while it runs
     with os.fdopen(fd, "w") as out:
         json.dump({**work, "stage": stage, "queued": now_iso()}, out, sort_keys=True)
     return True

@@ -39,7 +39,7 @@ import threading
 import time
 from pathlib import Path
 
-from infra.jobproto import (FINAL, JOB_FILE, QUEUE, RUNNING, WORKER_ENV, WORKERS, JobFileError, SupersededError,
+from infra.jobproto import (write_text_atomic, FINAL, JOB_FILE, QUEUE, RUNNING, WORKER_ENV, WORKERS, JobFileError, SupersededError,
                             check_owner, enqueue, locked_job, now_iso, read_progress, stage_entry, update_stage_entry)
 
 DEFAULT_POLL_S = 1.0
@@ -75,13 +75,15 @@ class Worker:
 
     def claim(self) -> Path | None:
         """Take the oldest queued job, else a claim whose worker stopped touching it."""
-        for item in sorted(self.queue.iterdir(), key=lambda p: p.stat().st_mtime if p.exists() else 0):
+        for item in sorted(visible(self.queue), key=lambda p: p.stat().st_mtime if p.exists() else 0):
             target = self.running / f"{item.name}@{self.id}"
             with contextlib.suppress(FileNotFoundError):
-                os.utime(item)          # a claim is alive from its first instant, however long it was queued
+                touched = touch(item)       # alive from its first instant, however long it sat in the queue
                 os.rename(item, target)
+                if not touched:
+                    keep_alive(target)
                 return target
-        for item in sorted(self.running.iterdir()):
+        for item in sorted(visible(self.running)):
             with contextlib.suppress(FileNotFoundError):
                 age = time.time() - item.stat().st_mtime
                 if age > self.claim_timeout:
@@ -107,8 +109,10 @@ class Worker:
                     log(f"{job_id}: removed the stale claim of {old}, "
                         f"which had recorded {self.stage} {entry['status']}")
                     return None
-                os.utime(item)          # alive again before it is visible under this worker's name
+                touched = touch(item)       # alive again before it shows under this worker's name
                 os.rename(item, target)
+                if not touched:
+                    keep_alive(target)
                 lost = record_loss(entry, old, why)
                 entry.update(worker=self.id, node=self.node)
         except (OSError, KeyError, ValueError, TypeError, JobFileError) as exc:
@@ -180,7 +184,7 @@ class Worker:
         last = None
         while not stop.wait(min(PROGRESS_RECORD_S, max(0.2, self.claim_timeout / 4))):
             with contextlib.suppress(FileNotFoundError):
-                os.utime(claim)
+                keep_alive(claim)
             self.beat()
             progress = read_progress(job_dir, self.stage)
             if progress and progress.get("updated") != last:
@@ -234,6 +238,26 @@ class Worker:
                         ready.append(name)
                         stage_entry(job, name)["status"] = "queued"
         return ok
+
+
+def visible(folder: Path) -> list[Path]:
+    """The work files of a queue folder (a claim being rewritten leaves a hidden temporary beside it)."""
+    return [p for p in folder.iterdir() if not p.name.startswith(".")]
+
+
+def touch(path: Path) -> bool:
+    """Set a file's time to now; False when this worker may not (a file another user queued)."""
+    try:
+        os.utime(path)
+    except PermissionError:
+        return False
+    return True
+
+
+def keep_alive(claim: Path) -> None:
+    """Touch a claim; one this worker cannot touch (another user queued it) it makes its own, by rewriting it."""
+    if not touch(claim):
+        write_text_atomic(claim, claim.read_text())
 
 
 def record_loss(entry: dict, old: str, why: str) -> dict:

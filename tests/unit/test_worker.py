@@ -134,3 +134,38 @@ def test_health_command_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert w.main(["asr", "--health"]) == 1
     w.Worker("asr", tmp_path).beat()
     assert w.main(["asr", "--health"]) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_work_queued_by_root_belongs_to_the_workspace_owner(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    os.chown(jobs, 12345, 12345)
+    assert w.enqueue(jobs, "asr", {"job": "20261128-0009", "dir": "out/x", "plan": {}})
+    queued = jobs / w.QUEUE / "asr" / "20261128-0009"
+    assert (queued.stat().st_uid, queued.stat().st_gid) == (12345, 12345)
+
+
+def test_a_claim_the_worker_may_not_touch_becomes_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work queued by another user: the worker cannot set its time, so it rewrites the claim as its own file
+    (same content, fresh time) and keeps touching that."""
+    make_job(tmp_path, "20261128-0010", {"asr": []}, {"asr": touch("asr.out")})
+    queued = next((tmp_path / "jobs" / w.QUEUE / "asr").iterdir())
+    content = queued.read_text()
+    old = time.time() - 60
+    os.utime(queued, (old, old))
+    real_utime = os.utime
+    foreign = {queued.stat().st_ino}
+
+    def utime(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if os.stat(path).st_ino in foreign:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_utime(path, *args, **kwargs)
+
+    monkeypatch.setattr(w.os, "utime", utime)
+    worker = w.Worker("asr", tmp_path, claim_timeout=5)
+    claim = worker.claim()
+    assert claim is not None and claim.read_text() == content
+    assert claim.stat().st_ino not in foreign and time.time() - claim.stat().st_mtime < 5
+    assert w.Worker("asr", tmp_path, claim_timeout=5).claim() is None
+    assert [p.name for p in claim.parent.iterdir()] == [claim.name], "no temporary left beside it"
