@@ -1,4 +1,5 @@
-"""Tune the offline diarizer and Silero VAD on the development set, then score both sets, before and after.
+"""Tune the offline diarizer and Silero VAD on the development set and score dev and validation; or (--final)
+score the final test set once with the settings frozen in the stages.
 
 The sets come from bench/speechsets.py (run it first). Each clip's audio is read once: WebRTC's decisions at
 every aggressiveness, the volume gain, and resemblyzer's embedding of every window on the clip's grid are
@@ -13,12 +14,18 @@ of the clips' DERs, is chosen first by two-fold cross-validation inside the deve
 pooled). --keys speech searches only where speech is (WebRTC's or the model's thresholds, the pause and
 burst lengths, a window's speech share, overlap) and keeps today's clustering. Silero VAD (stages/vad.py):
 a grid over the threshold and the minimum speech, silence and padding, minimising missed + false-alarm
-speech against the development set's reference turns. The test set is only scored, with the settings
-chosen. --asr-model adds WER and CER where a clip has a transcript, with Silero's segments before and after.
+speech against the development set's reference turns. The validation set is only scored, with the settings
+chosen (it was used to choose between two recipes, so it is not a test set). --asr-model adds WER and CER
+where a clip has a transcript, with Silero's segments before and after.
+
+--final searches nothing: it scores the final test set with today's diarizer (TODAY) and the stage's frozen
+settings (stages/_speakers.py TUNED, TUNED_MODEL), and Silero with today's values and stages/vad.py's. Run it
+once; nothing may be tuned after it.
 
 Run it with the native ML environment:
   .venv-ml/bin/python bench/diarization.py [--cache DIR] [--passes 2] [--keys all|speech] [--no-cv]
                                            [--asr-model DIR] [--json FILE]
+  .venv-ml/bin/python bench/diarization.py --final [--asr-model DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -272,15 +279,20 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--asr-model", type=Path, help="a faster-whisper model folder: WER and CER where a clip has "
                                                         "a transcript, with Silero's segments before and after")
+    parser.add_argument("--final", action="store_true", help="score the final test set with the frozen settings only")
     args = parser.parse_args()
     root = args.cache / "speechsets" / "v1"
     manifest = json.loads((root / "manifest.json").read_text())["items"]
     encoder: list = []
     model = [seg.session(segmentation_model(args.cache))]
-    sets: dict[str, list[dict]] = {"dev": [], "test": []}
-    for item in manifest:
+    splits = ("final",) if args.final else ("dev", "validation")
+    sets: dict[str, list[dict]] = {split: [] for split in splits}
+    for item in (i for i in manifest if i["split"] in splits):
         sets[item["split"]].append({"item": item, "group": group_of(item), "reference": read_rttm(root / item["rttm"]),
                                     "features": clip_features(item, root, encoder, model)})
+    if args.final:
+        final(sets["final"], root, args, manifest)
+        return
     keys = SPEECH_KEYS if args.keys == "speech" else tuple(GRID)
     recipes = {False: "pooled", True: "pooled"} if args.no_cv else cross_validate(sets["dev"], args.passes)
     print(f"objective chosen: WebRTC {recipes[False]}, segmentation model {recipes[True]}; thresholds: {args.keys}")
@@ -291,15 +303,15 @@ def main() -> None:
         print(f"\n{name}, chosen on the development set: {settings}")
     runs = {"today": sp.TODAY, **chosen}
     figures = {split: {n: score(clips, s) for n, s in runs.items()} for split, clips in sets.items()}
-    for split in ("dev", "test"):
+    for split in ("dev", "validation"):
         table(f"{split} set ({len(sets[split])} clips)", figures[split])
-    probabilities = {**silero(sets["dev"], root), **silero(sets["test"], root)}
+    probabilities = {**silero(sets["dev"], root), **silero(sets["validation"], root)}
     trials = [dict(zip(VAD_GRID, values)) for values in itertools.product(*VAD_GRID.values())]
     vad_best = min(trials, key=lambda p: vad_errors(sets["dev"], p, probabilities)["error"])
     print(f"\nSilero VAD chosen on the development set: {vad_best}")
     print("| set | settings | missed speech | false alarm | missed + false alarm |\n|---|---|---|---|---|")
     vad_figures = {}
-    for split in ("dev", "test"):
+    for split in ("dev", "validation"):
         for name, params in (("today", VAD_TODAY), ("tuned", vad_best)):
             v = vad_errors(sets[split], params, probabilities)
             vad_figures[f"{split}/{name}"] = v
@@ -308,7 +320,7 @@ def main() -> None:
     if args.asr_model:
         print("\n| clip | set | VAD settings | reference words | WER | CER |\n|---|---|---|---|---|---|")
         for name, params in (("today", VAD_TODAY), ("tuned", vad_best)):
-            asr_figures[name] = asr_errors(sets["dev"] + sets["test"], root, args.asr_model, params, probabilities)
+            asr_figures[name] = asr_errors(sets["dev"] + sets["validation"], root, args.asr_model, params, probabilities)
             for clip_id, r in asr_figures[name].items():
                 split = next(i["split"] for i in manifest if i["id"] == clip_id)
                 print(f"| {clip_id} | {split} | {name} | {r['words']} | {r['wer']:.1%} | {r['cer']:.1%} |")
@@ -316,6 +328,36 @@ def main() -> None:
         settings = {n: dataclasses.asdict(s) for n, s in chosen.items()}
         args.json.write_text(json.dumps({"chosen": settings, "figures": figures, "vad": vad_best,
                                          "vad_figures": vad_figures, "asr": asr_figures}, indent=1, default=str))
+
+
+def final(clips: list[dict], root: Path, args: argparse.Namespace, manifest: list[dict]) -> None:
+    """The final test set, scored once: the diarizer before this work and the stage's frozen settings, Silero
+    with today's values and the stage's; WER and CER where a clip has a transcript. No search, no choice."""
+    import stages.vad as vad
+
+    stage_vad = {"threshold": vad.THRESHOLD, "min_speech_ms": vad.MIN_SPEECH_MS, "min_silence_ms": vad.MIN_SILENCE_MS,
+                 "speech_pad_ms": vad.SPEECH_PAD_MS}
+    runs = {"today": sp.TODAY, "stage, WebRTC (TUNED)": sp.TUNED,
+            "stage, segmentation model (TUNED_MODEL)": sp.TUNED_MODEL}
+    figures = {n: score(clips, s) for n, s in runs.items()}
+    table(f"final test set ({len(clips)} clips, {sum(c['item']['duration_s'] for c in clips):.0f} s)", figures)
+    probabilities = silero(clips, root)
+    print("\n| set | settings | missed speech | false alarm | missed + false alarm |\n|---|---|---|---|---|")
+    vad_figures = {}
+    for name, params in (("today", VAD_TODAY), ("stage", stage_vad)):
+        v = vad_figures[name] = vad_errors(clips, params, probabilities)
+        print(f"| final | {name} {params} | {v['missed']:.1%} | {v['false_alarm']:.1%} | {v['error']:.1%} |")
+    asr_figures = {}
+    if args.asr_model:
+        print("\n| clip | VAD settings | reference words | WER | CER | heard |\n|---|---|---|---|---|---|")
+        for name, params in (("today", VAD_TODAY), ("stage", stage_vad)):
+            asr_figures[name] = asr_errors(clips, root, args.asr_model, params, probabilities)
+            for clip_id, r in asr_figures[name].items():
+                print(f"| {clip_id} | {name} | {r['words']} | {r['wer']:.1%} | {r['cer']:.1%} | {r['heard']} |")
+    if args.json:
+        args.json.write_text(json.dumps({"settings": {n: dataclasses.asdict(s) for n, s in runs.items()},
+                                         "figures": figures, "vad": stage_vad, "vad_figures": vad_figures,
+                                         "asr": asr_figures}, indent=1, default=str))
 
 
 if __name__ == "__main__":

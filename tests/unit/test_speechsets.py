@@ -1,5 +1,5 @@
 """bench/speechsets.py: the pieces it cuts from real conversations, the mixtures it makes from them, and the
-refusal of a speaker heard in both sets (the real build downloads packages; these parts do not)."""
+refusal of a speaker heard in two sets (the real build downloads packages; these parts do not)."""
 
 from __future__ import annotations
 
@@ -44,11 +44,14 @@ def test_a_mixture_is_the_same_from_the_same_seed_and_its_reference_is_where_the
     assert np.abs(audio[silent]).max() == 0                                # nothing outside the reference turns
 
 
-def test_a_speaker_in_both_sets_is_found() -> None:
-    items = [{"split": "dev", "turns": [(0, 1, "A"), (1, 2, "B")]}, {"split": "test", "turns": [(0, 1, "C")]}]
+def test_a_speaker_in_two_sets_is_found() -> None:
+    items = [{"split": "dev", "turns": [(0, 1, "A"), (1, 2, "B")]}, {"split": "validation", "turns": [(0, 1, "C")]},
+             {"split": "final", "turns": [(0, 1, "D")]}]
     assert ss.shared_speakers(items) == set()
-    items.append({"split": "test", "turns": [(0, 1, "B")]})
+    items.append({"split": "validation", "turns": [(0, 1, "B")]})
     assert ss.shared_speakers(items) == {"B"}
+    items.append({"split": "final", "turns": [(0, 1, "C")]})            # validation and final share C
+    assert ss.shared_speakers(items) == {"B", "C"}
 
 
 def test_trimming_cuts_only_the_quiet_ends() -> None:
