@@ -39,7 +39,7 @@ for less than MIN_SPEECH_SHARE of its sounding time (QUIET_MIN_SPEECH_SHARE
 when the file is quiet: its louder parts under QUIET_DBFS), falls back
 (``choose_speech``): Silero's probabilities, kept from the one pass (one float
 per 32 ms), go through the same rule again at FALLBACK_THRESHOLD, used when it
-finds more speech (``fallback: "threshold 0.2"``). A quiet file whose speech is
+finds more speech (``fallback: "threshold 0.15"``). A quiet file whose speech is
 still too little (nothing, often) goes to ASR whole, in windows of one chunk
 (``fallback: "whole file"``), and Whisper decides. A file at a usual level in
 which neither threshold hears speech has none (music, noise): given loud pink
@@ -65,12 +65,15 @@ from stages._jobio import StageContext, StageError, StageMeter, main_of, write_f
 from stages._loudness import Loudness
 from stages._models import package_version, pyannote_input, pyannote_segmentation
 
-# The VAD's thresholds, all here: tuned on the development set only, never on the test set.
-THRESHOLD = 0.5                        # Silero's speech probability that starts speech
-MIN_SPEECH_MS = 250                    # shorter speech is dropped
-MIN_SILENCE_MS = 300                   # a pause this long ends speech
-SPEECH_PAD_MS = 200                    # added to each end of a segment
-FALLBACK_THRESHOLD = 0.2               # THRESHOLD's stand-in when a file that is not silent gets too little speech
+# The VAD's thresholds, all here: tuned on the development set only (bench/diarization.py for Silero's four
+# values, bench/vad_fallback.py for the lower threshold; docs/BENCHMARKS.md), never on the other sets.
+THRESHOLD = 0.2                        # Silero's speech probability that starts speech
+MIN_SPEECH_MS = 100                    # shorter speech is dropped
+MIN_SILENCE_MS = 100                   # a pause this long ends speech
+SPEECH_PAD_MS = 100                    # added to each end of a segment
+FALLBACK_THRESHOLD = 0.15              # THRESHOLD's stand-in when a file that is not silent gets too little speech
+PYANNOTE_MIN_SPEECH_MS = 250           # pyannote's pipeline keeps its own durations: the tuning ran Silero only
+PYANNOTE_MIN_SILENCE_MS = 300
 SILENCE_DBFS = -85.0                   # a 100 ms frame whose RMS is under this is silence
 MIN_SOUND_S = 1.0                      # a file with less sounding time than this is silent: no fallback
 MIN_SPEECH_SHARE = 0.2                 # speech under this share of the sounding time is too little
@@ -266,8 +269,8 @@ def choose_speech(found: list[dict[str, float]], lower: Callable[[], list[dict[s
     quiet file, its louder parts under QUIET_DBFS, has the higher share); then ``lower()`` (the same
     probabilities at FALLBACK_THRESHOLD) replaces it when it finds more speech. A quiet file whose speech is
     still too little goes to ASR whole, in windows of at most ``max_s`` seconds: Silero misses much of quiet
-    speech at any threshold (pyannote.audio's sample 46 dB down: 1.2 s of its 22 s at 0.5, 5.2 s at 0.2), and
-    Whisper hears it (tiny.en's WER 0.12 on the whole file, 0.84 on those 5.2 s). A file at a usual level in
+    speech at any threshold (pyannote.audio's sample 46 dB down, before the tuning: 1.2 s of 22 s at 0.5,
+    5.2 s at 0.2), and Whisper hears it (tiny.en's WER 0.12 on the whole file, 0.84 on those 5.2 s). A file at a usual level in
     which neither threshold hears speech has none (music, noise): Whisper given loud noise can write words
     that nobody said."""
     quiet = loud_dbfs is not None and loud_dbfs < QUIET_DBFS
@@ -287,7 +290,8 @@ def pyannote_segments(samples: Any, folder: Any, device: Any) -> list[dict[str, 
     model = Model.from_pretrained(str(folder))
     model.to(device)
     pipeline = VoiceActivityDetection(segmentation=model)
-    pipeline.instantiate({"min_duration_on": MIN_SPEECH_MS / 1000, "min_duration_off": MIN_SILENCE_MS / 1000})
+    pipeline.instantiate({"min_duration_on": PYANNOTE_MIN_SPEECH_MS / 1000,
+                          "min_duration_off": PYANNOTE_MIN_SILENCE_MS / 1000})
     speech = pipeline(pyannote_input(samples, SAMPLE_RATE))
     return [{"start": round(s.start, 3), "end": round(s.end, 3)} for s in speech.get_timeline().support()]
 
