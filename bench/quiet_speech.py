@@ -60,7 +60,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "INFRA_FILE"}
     env["INFRA_CACHE"] = str(args.model_cache.resolve())
     print(f"pyannote.audio sample.wav turned down, {args.model}, natively; speech in seconds, levels in dBFS")
-    print("| down | speech at 0.5 | fallback | speech to ASR | louder parts | sounding | words | WER |")
+    print("| down | speech at the threshold | fallback | speech to ASR | louder parts | sounding | words | WER |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -39,7 +39,7 @@ for less than MIN_SPEECH_SHARE of its sounding time (QUIET_MIN_SPEECH_SHARE
 when the file is quiet: its louder parts under QUIET_DBFS), falls back
 (``choose_speech``): Silero's probabilities, kept from the one pass (one float
 per 32 ms), go through the same rule again at FALLBACK_THRESHOLD, used when it
-finds more speech (``fallback: "threshold 0.15"``). A quiet file whose speech is
+finds more speech (``fallback: "threshold 0.18"``). A quiet file whose speech is
 still too little (nothing, often) goes to ASR whole, in windows of one chunk
 (``fallback: "whole file"``), and Whisper decides. A file at a usual level in
 which neither threshold hears speech has none (music, noise): given loud pink
@@ -71,7 +71,7 @@ THRESHOLD = 0.2                        # Silero's speech probability that starts
 MIN_SPEECH_MS = 100                    # shorter speech is dropped
 MIN_SILENCE_MS = 100                   # a pause this long ends speech
 SPEECH_PAD_MS = 100                    # added to each end of a segment
-FALLBACK_THRESHOLD = 0.15              # THRESHOLD's stand-in when a file that is not silent gets too little speech
+FALLBACK_THRESHOLD = 0.18              # THRESHOLD's stand-in when a file that is not silent gets too little speech
 PYANNOTE_MIN_SPEECH_MS = 250           # pyannote's pipeline keeps its own durations: the tuning ran Silero only
 PYANNOTE_MIN_SILENCE_MS = 300
 SILENCE_DBFS = -85.0                   # a 100 ms frame whose RMS is under this is silence

@@ -4,16 +4,16 @@ Real speech: pyannote.audio's sample (30 s, two speakers, with its reference
 transcript sample.stm), taken out of the wheel that `pip download` fetches
 (nothing is installed), made quiet with FFmpeg's volume filter. Silero's speech
 probability falls with the level: 35 dB down it still hears all the speech; 46
-dB down it hears about a second of 22 at its usual threshold and 5 s at the
-lower one; 50 dB down nothing at any threshold. The VAD stage's fallback
+dB down it hears about 5 s of 22 at its usual threshold (0.2) and not much more
+at the lower one (0.18); 50 dB down nothing at any threshold. The VAD stage's fallback
 (stages/vad.py) must bring that speech to ASR (both go whole), and ASR must find
 its words; the film 50 dB down goes through every stage and gets its subtitles.
-The lower threshold's own path: the sample under loud pink noise, where Silero
-hears 1.4 s at 0.5 and 8.8 s at 0.2 (the VAD only: on those 8.8 s tiny.en writes
-a sentence that nobody said).
+The sample under loud pink noise: Silero heard 1.4 s at 0.5, the threshold before the
+development set's tuning, and the fallback took over; at 0.2 it is heard without one
+(the VAD only). The lower threshold's own path is in tests/unit/test_vad_fallback.py.
 
 Films without speech (made with FFmpeg): digital silence; pink noise at a usual
-level (Silero hears no speech at either threshold; Whisper given it would write
+level, seeded (Silero hears no speech at either threshold; Whisper given it would write
 "You"); a quiet hum of tones (a quiet file, so the whole file goes to ASR,
 which finds no words). Each job finishes done, with an SRT and a VTT without
 cues and a video without a subtitle track (ffprobe).
@@ -85,7 +85,7 @@ def films(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Short films in which nobody speaks: silence, pink noise, a quiet hum (H.264 and AAC, as films are)."""
     root = tmp_path_factory.mktemp("nospeech")
     sounds = {"silent": "anullsrc=r=48000:cl=stereo",
-              "noise": "anoisesrc=c=pink:a=0.3:r=48000",
+              "noise": "anoisesrc=c=pink:a=0.3:r=48000:seed=7",
               "hum": "aevalsrc=0.003*sin(2*PI*220*t)*(1+sin(2*PI*3*t))+0.002*sin(2*PI*330*t):s=48000"}
     for name, sound in sounds.items():
         ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x36:r=5", "-f", "lavfi", "-i", sound, "-t", "6",
@@ -152,12 +152,14 @@ def test_speech_35_db_down_is_heard_without_a_fallback(infra, quiet: dict[int | 
     assert -75 < found["loudness"]["rms_dbfs"] < -60
 
 
-def test_speech_in_loud_noise_is_found_at_the_lower_threshold(infra, noisy: Path) -> None:
+def test_speech_in_loud_noise_is_heard_at_the_usual_threshold(infra, noisy: Path) -> None:
+    """At 0.5 (the threshold before the development set's tuning) Silero heard 1.4 s of it and the fallback
+    took over; at 0.2 it hears enough without one."""
     found = vad_only(infra, noisy)
     level = found["loudness"]
-    assert found["fallback"] == "threshold 0.2" and level["loud_dbfs"] > -45
-    assert found["speech_s_at_threshold"] < 0.2 * level["sounding_s"]          # too little at the usual threshold
-    assert found["speech_s"] > 3 * found["speech_s_at_threshold"]
+    assert (found["fallback"], found["fallback_tried"]) == (None, False) and level["loud_dbfs"] > -45
+    assert found["speech_s"] == found["speech_s_at_threshold"] >= 0.2 * level["sounding_s"]
+    assert found["speech_s"] > 5
 
 
 def test_speech_46_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quiet: dict[int | str, Path],
@@ -166,7 +168,7 @@ def test_speech_46_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quie
     found = read(job, "vad.json")
     level = found["loudness"]
     assert found["fallback"] == "whole file" and found["fallback_tried"] and level["loud_dbfs"] < -45
-    assert 0 < found["speech_s_at_threshold"] < 0.2 * level["sounding_s"]      # too little at the usual threshold
+    assert 0 < found["speech_s_at_threshold"] < 0.5 * level["sounding_s"]      # too little for a quiet file
     entry = vad_entry(job)
     assert entry["fallback"] == "whole file" and entry["loudness"] == level
     assert read(job, "results/vad.json")["details"]["fallback"] == "whole file"

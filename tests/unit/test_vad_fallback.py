@@ -49,7 +49,7 @@ def measured(samples: np.ndarray, block: int) -> Loudness:
 
 def test_the_thresholds_are_ordered() -> None:
     assert 0 < FALLBACK_THRESHOLD < THRESHOLD < 1
-    assert (FALLBACK_THRESHOLD, THRESHOLD) == (0.15, 0.2)      # chosen on the development set (docs/BENCHMARKS.md)
+    assert (FALLBACK_THRESHOLD, THRESHOLD) == (0.18, 0.2)      # chosen on the development set (docs/BENCHMARKS.md)
     assert SILENCE_DBFS < QUIET_DBFS < 0 and MIN_SOUND_S > 0
     assert 0 < MIN_SPEECH_SHARE < QUIET_MIN_SPEECH_SHARE < 1
 
