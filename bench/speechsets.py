@@ -18,7 +18,7 @@ Sources (source distributions, fetched from pip's index by name and file, each c
   forever/input_2_16k.wav and input_4_16k.wav (another speaker; "feels like these days go on forever" is
   input_2's, from the same tests), vad/leak-test.wav (a third) and regression/chan3.wav (20 s of a fourth,
   from the AN4 census recordings). Which files share a speaker was judged from resemblyzer's similarity
-  (0.73 to 0.85 within a group, 0.44 to 0.67 across); none is a file the other two sets use.
+  (0.73 to 0.85 within a group, 0.47 to 0.67 across); none is a file the other two sets use.
 
 Items: ``conversation`` (a real recording with its reference turns), ``single`` (one speaker, with a
 transcript) and ``mixture`` (a conversation of 2, 3 or 4 real speakers made here: turns of 0.8 to 4 s cut

@@ -189,7 +189,7 @@ for trial in range(300):
     expected = [(s["start"], s["end"]) for s in fw.get_speech_timestamps(
         np.zeros(n, np.float32), fw.VadOptions(threshold=0.5, min_speech_duration_ms=250, min_silence_duration_ms=300,
                                                speech_pad_ms=200, max_speech_duration_s=max_s))]
-    tracker = SpeechTracker(max_s)
+    tracker = SpeechTracker(max_s, 0.5, 250, 300, 200)       # faster-whisper's values, given to both
     step = random.randint(1, 50)
     for i in range(0, len(probs), step):
         tracker.feed(np.array(probs[i:i + step], dtype=np.float32))
