@@ -69,12 +69,14 @@ def swarm_nodes(engine: EngineAPI) -> list[NodeInfo]:
     return found
 
 
-def stack_deploy(engine: EngineAPI, name: str, file: Path, variables: dict[str, str], registry: bool = False) -> None:
+def stack_deploy(engine: EngineAPI, name: str, file: Path, variables: dict[str, str], registry: bool = False,
+                 prune: bool = True) -> None:
     """``docker stack deploy``; with a registry the manager pins each image by digest and hands the nodes its
-    registry credentials, so every node runs the same image."""
+    registry credentials, so every node runs the same image. ``prune`` removes the stack's services that the
+    file no longer has (off for a file that holds only some of them)."""
     with translate_errors(f"docker stack deploy {name}"):
         _docker(engine).stack.deploy(name, compose_files=[str(file)], resolve_image="always" if registry else "never",
-                                     prune=True, with_registry_auth=registry, variables=variables)
+                                     prune=prune, with_registry_auth=registry, variables=variables)
 
 
 def stack_remove(engine: EngineAPI, name: str) -> None:
@@ -84,6 +86,8 @@ def stack_remove(engine: EngineAPI, name: str) -> None:
 
 def stack_tasks(engine: EngineAPI, name: str) -> list[TaskInfo]:
     """The tasks of a stack's services (the current and the recent ones, as `docker stack ps` lists them)."""
+    from python_on_whales.exceptions import DockerException
+
     with translate_errors(f"docker stack ps {name}"):
         docker = _docker(engine)
         services = {s.id: s.spec.name.removeprefix(f"{name}_") for s in docker.stack.services(name)}
@@ -91,8 +95,11 @@ def stack_tasks(engine: EngineAPI, name: str) -> list[TaskInfo]:
         tasks = docker.stack.ps(name) if services else []
     rows = []
     for task in tasks:
-        status = task.status
-        spec = task.spec.container_spec if task.spec else None
+        try:
+            status = task.status
+            spec = task.spec.container_spec if task.spec else None
+        except DockerException:
+            continue                   # the task went away between the listing and its inspection
         rows.append(TaskInfo(
             service=services.get(task.service_id, str(task.service_id)), slot=task.slot,
             node=hosts.get(task.node_id, "") if task.node_id else "",

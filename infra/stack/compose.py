@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from infra.engine import Engine, EngineAPI
 from infra.errors import BadInputError, OperationError
 from infra.spec import Stack
+from infra.stack.envimage import ensure_local_env_image
 from infra.stack.readiness import check_native_env, prepare_workspace, render_to_disk, service_images, stale_images
 from infra.stack.serve import ready_for_serve, serve_image
 
@@ -61,6 +62,7 @@ def stack_up(stack: Stack, mode: str, build: bool = False, scales: dict[str, int
                                      hint=f"`infra build --mode {mode}` shows the build's log")
             yield event
     check_native_env(stack, mode, service_images(stack, mode), engine)
+    yield from ensure_local_env_image(stack, mode, engine)       # type: ignore[arg-type]
     warning = prepare_workspace(stack)
     if warning:
         yield f"warning: {warning}"

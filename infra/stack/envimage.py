@@ -139,3 +139,19 @@ def render_dockerfile(stack: Stack, mode: Mode) -> str:
     spec = {"base": stack.base_ref(mode), "site": ENV_SITE, "python": stack.spec.python,
             "project": stack.spec.project, "tag": env_tag(stack, mode)}
     return render_template((shared,), TEMPLATE, spec, {shared: "templates"})
+
+
+def ensure_local_env_image(stack: Stack, mode: Mode, engine: EngineAPI) -> Iterator[str]:
+    """With `delivery: image`, the environment image this engine mounts (compose): pulled when it is only in
+    the registry; BadInputError when it is in neither (nothing is started)."""
+    env = stack.spec.native_env
+    if env.torch != "mounted" or env.delivery != "image":
+        return
+    ref = env_image_ref(stack, mode)
+    if engine.inspect_images([ref])[ref] is not None:
+        return
+    if remote_env_image(stack, mode).digest is None:
+        raise BadInputError(f"the environment image {ref} is neither here nor in the registry",
+                            hint=f"`infra env push --mode {mode}`")
+    yield f"pulling the environment image {ref}"
+    engine.pull(ref)

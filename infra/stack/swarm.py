@@ -98,7 +98,7 @@ def deploy_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None, scale
     name = swarm_stack_name(stack, mode)
     if env_image is not None:
         yield f"delivering the native environment {env_image.pinned} to {len(nodes)} node(s)"
-        stack_deploy(engine, name, env_only(rendered.stack_file), variables, registry is not None)
+        stack_deploy(engine, name, env_only(rendered.stack_file), variables, registry is not None, prune=False)
         yield from wait_for(engine, name, [NATIVE_ENV_SERVICE], len(nodes), timeout_s, {})
     stack_deploy(engine, name, rendered.stack_file, variables, registry is not None)
     yield f"deployed stack {name} from {rendered.stack_file}"
