@@ -58,12 +58,15 @@ def set_availability(nodes: list[str], availability: str) -> None:
         swarm_nodes.docker("node", "update", "--availability", availability, name)
 
 
-def wait_workers_on(project: Path, allowed: set[str]) -> None:
+def wait_workers_on(project: Path, allowed: set[str], spread: bool = False) -> None:
+    """Until the nine workers run on ``allowed`` nodes (with ``spread``: each stage's three on three nodes)."""
     deadline = time.monotonic() + 300
     while True:
         tasks = json.loads(infra("ps", "--target", "swarm", "--mode", MODE, "--json", cwd=project).stdout)["tasks"]
         workers = [t for t in tasks if t["service"] in ("demux", "asr", "mux")]
-        if len(workers) == 9 and all(t["state"] == "running" and t["node"] in allowed for t in workers):
+        placed = all(len({t["node"] for t in workers if t["service"] == s}) == 3 for s in ("demux", "asr", "mux"))
+        if len(workers) == 9 and all(t["state"] == "running" and t["node"] in allowed for t in workers) \
+                and (placed or not spread):
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"workers did not settle on {allowed}: {workers}")
@@ -134,9 +137,9 @@ def main() -> None:
             clip = 0
             for _ in range(args.rounds):
                 set_availability(swarm.nodes, "active")
-                ok(infra("deploy", "--mode", MODE, *SCALE, cwd=project), "deploy")
-                swarm_nodes.docker("service", "update", "--detach", "--force", f"fleet-{MODE}_asr", check=False)
-                wait_workers_on(project, set(swarm.nodes) | {manager})
+                for stage in ("demux", "asr", "mux"):   # swarm does not move running tasks back by itself
+                    swarm_nodes.docker("service", "update", "--detach", "--force", f"fleet-{MODE}_{stage}")
+                wait_workers_on(project, set(swarm.nodes) | {manager}, spread=True)
                 many, per_node = ten_jobs(project, clip)
                 clip += 10
                 set_availability(swarm.nodes, "drain")
