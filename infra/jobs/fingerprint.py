@@ -52,7 +52,7 @@ class RunSettings:
     audio_language: str | None = None
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(READ_BLOCK):
@@ -76,7 +76,7 @@ def media_digest(path: Path, cache_dir: Path) -> MediaDigest:
             return MediaDigest(str(known["sha256"]), cached=True)
     except (OSError, ValueError, AttributeError):
         pass
-    sha = _file_sha256(path)
+    sha = file_sha256(path)
     try:
         write_json_atomic(entry, {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha})
     except OSError:

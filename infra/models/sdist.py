@@ -9,7 +9,6 @@ folder, into the model folder (flat, by their file names). Nothing else in the a
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import subprocess
 import sys
@@ -68,11 +67,9 @@ def fetch_sdist(source: SdistSource, work: Path, dest: Path, progress: Callable[
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as src:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from infra.jobs.fingerprint import file_sha256
+
+    return file_sha256(path)
 
 
 def extract_members(archive: Path, members: tuple[str, ...], dest: Path, progress: Callable[[int], None]) -> None:

@@ -30,7 +30,8 @@ import pytest
 
 from infra.hardware.cache import fingerprint, write_cache
 from infra.spec.languages import LANGUAGES_FILE
-from tests.conftest import REPO
+from tests.integration import native_stages
+from tests.integration.native_stages import Stages
 from tests.integration.media_fixtures import detected  # noqa: F401
 
 HINDI = ("क्या आप मुझे स्टेशन का रास्ता बता सकते हैं?", "हम कल बाज़ार जाएंगे और सब्ज़ियाँ खरीदेंगे।")
@@ -78,32 +79,7 @@ def line_times(folder: Path, count: int, pauses: dict[int, float]) -> list[tuple
 
 
 def new_job(job_dir: Path, audio: Path, model: str, language: str | None, task: str = "transcribe") -> Path:
-    job_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(audio, job_dir / "audio.wav")
-    config = {"language": language, "task": task, "whisper_model": model, "compute_type": "int8", "batch_size": 1,
-              "chunk_length_s": 30, "span_s": SPAN_S}
-    stages = [{"name": "vad", "after": [], "device": "cpu", "status": "pending"},
-              {"name": "asr", "after": ["vad"], "device": "cpu", "status": "pending"}]
-    (job_dir / "job.json").write_text(json.dumps({"schema": 1, "id": job_dir.name, "status": "prepared",
-                                                  "input": {"file": "audio.wav"}, "config": config,
-                                                  "stages": stages}))
-    return job_dir
-
-
-class Stages:
-    """Stage programs run natively in the ML environment, as the native runner runs them."""
-
-    def __init__(self, ml_env: Path, model_cache: Path) -> None:
-        self.python = str(ml_env / "bin" / "python")
-        self.env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
-                    "PYTHONPATH": str(REPO), "INFRA_CACHE": str(model_cache), "PYTHONUNBUFFERED": "1"}
-
-    def command(self, name: str, job_dir: Path) -> list[str]:
-        return ["nice", "-n", "10", self.python, "-m", f"stages.{name}", str(job_dir)]
-
-    def run(self, name: str, job_dir: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(name, job_dir), check=False, cwd=job_dir, env=self.env,
-                              capture_output=True, text=True, timeout=600)
+    return native_stages.new_job(job_dir, audio, SPAN_S, model, language, task)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +97,7 @@ def base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stages(ml_env: Path, base_cache: Path) -> Stages:
-    return Stages(ml_env, base_cache)
+    return Stages(ml_env, base_cache, nice=True)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ import pytest
 from infra.jobproto import read_progress
 from infra.jobs.sample import DIALOGUE
 from tests.conftest import REPO
+from tests.integration.native_stages import Stages, new_job
 
 SPAN_S = 20.0
 
@@ -51,38 +52,6 @@ def spoken(folder: Path, rounds: int) -> Path:
                     "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(target)], check=True, capture_output=True,
                    timeout=120)
     return target
-
-
-def new_job(job_dir: Path, audio: Path, span_s: float) -> Path:
-    """A job directory with audio.wav and a job.json of two stages, vad and asr (tiny.en; the language left to
-    the stage, so a resumed run takes it from the first span's checkpoint)."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(audio, job_dir / "audio.wav")
-    config = {"language": None, "task": "transcribe", "whisper_model": "tiny.en", "compute_type": "int8",
-              "batch_size": 1, "chunk_length_s": 30, "span_s": span_s}
-    stages = [{"name": "vad", "after": [], "device": "cpu", "status": "pending"},
-              {"name": "asr", "after": ["vad"], "device": "cpu", "status": "pending"}]
-    (job_dir / "job.json").write_text(json.dumps({"schema": 1, "id": job_dir.name, "status": "prepared",
-                                                  "input": {"file": "audio.wav"}, "config": config,
-                                                  "stages": stages}))
-    return job_dir
-
-
-class Stages:
-    """Runs a stage program natively in the ML environment, as the native runner does."""
-
-    def __init__(self, ml_env: Path, model_cache: Path) -> None:
-        self.python = str(ml_env / "bin" / "python")
-        self.env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
-                    "PYTHONPATH": str(REPO), "INFRA_CACHE": str(model_cache), "PYTHONUNBUFFERED": "1"}
-
-    def start(self, name: str, job_dir: Path) -> subprocess.Popen[str]:
-        return subprocess.Popen([self.python, "-m", f"stages.{name}", str(job_dir)], cwd=job_dir, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def run(self, name: str, job_dir: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.python, "-m", f"stages.{name}", str(job_dir)], check=False, cwd=job_dir,
-                              env=self.env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,7 @@ def test_the_second_lookup_takes_the_cache_and_does_not_read_the_file(tmp_path: 
     film.write_bytes(b"first version " * 1000)
     cache = tmp_path / "hashes"
     first = media_digest(film, cache)
-    assert not first.cached and first.sha256 == fingerprint._file_sha256(film)
+    assert not first.cached and first.sha256 == fingerprint.file_sha256(film)
     st = film.stat()
     entry = json.loads(fingerprint.hash_cache_entry(cache, st).read_text())
     assert (entry["size"], entry["mtime_ns"], entry["sha256"]) == (st.st_size, st.st_mtime_ns, first.sha256)
@@ -77,7 +77,7 @@ def test_the_second_lookup_takes_the_cache_and_does_not_read_the_file(tmp_path: 
     def no_reading(path: Path) -> str:
         raise AssertionError(f"{path} was read although the cache knows it")
 
-    monkeypatch.setattr(fingerprint, "_file_sha256", no_reading)
+    monkeypatch.setattr(fingerprint, "file_sha256", no_reading)
     assert media_digest(film, cache) == fingerprint.MediaDigest(first.sha256, cached=True)
     # Same size, same mtime, other bytes: the cache still answers, which shows that the file is not read.
     film.write_bytes(b"other version " * 1000)
@@ -86,7 +86,7 @@ def test_the_second_lookup_takes_the_cache_and_does_not_read_the_file(tmp_path: 
     monkeypatch.undo()
     os.utime(film, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))     # touched: read again
     again = media_digest(film, cache)
-    assert not again.cached and again.sha256 == fingerprint._file_sha256(film) != first.sha256
+    assert not again.cached and again.sha256 == fingerprint.file_sha256(film) != first.sha256
 
 
 def test_a_spoiled_cache_entry_is_read_again(tmp_path: Path) -> None:
