@@ -34,8 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from tests.integration import swarm_nodes  # noqa: E402
-from tests.integration.test_swarm_nodes import (CLAIM_TIMEOUT_S, infra, job_dir, job_file,  # noqa: E402
-                                                make_project, prepare, wait_done)
+from tests.integration.test_swarm_nodes import (CLAIM_TIMEOUT_S, forget_project, infra, job_dir,  # noqa: E402
+                                                job_file, make_project, prepare, wait_done)
 
 MODE = "docker-cpu"
 SCALE = ["--scale", "demux=3", "--scale", "asr=3", "--scale", "mux=3"]
@@ -160,6 +160,7 @@ def main() -> None:
         finally:
             infra("deploy", "--mode", MODE, "--down", cwd=project, timeout=120)
             swarm_nodes.down()
+            forget_project("fleet")
     print(json.dumps({
         "nodes": len(swarm.nodes) + 1, "claim_timeout_s": CLAIM_TIMEOUT_S,
         "deploy_cold_s": round(cold, 1), "deploy_warm_s": round(warm, 1),

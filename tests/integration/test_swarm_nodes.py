@@ -110,8 +110,24 @@ def fleet(tmp_path_factory, native_env):
     finally:
         infra("deploy", "--mode", "docker-cpu", "--down", cwd=project, timeout=120)
         swarm_nodes.down()
+        forget_project("fleet")
         assert not Path(swarm_nodes.CERTS_D / swarm.registry).exists()
         assert swarm_nodes.docker("ps", "-aq", "--filter", f"label={swarm_nodes.LABEL}").stdout.split() == []
+        assert "fleet-docker-cpu_native-env" not in swarm_nodes.docker("volume", "ls", "-q").stdout.split()
+
+
+def forget_project(project: str) -> None:
+    """What the project left on this engine: its images (local and registry tags) and the environment's volume,
+    which `docker stack rm` keeps (it is a cache of the environment, like an image)."""
+    refs = [r for r in swarm_nodes.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+            if r.split("/")[-1].startswith(f"{project}-")]
+    if refs:
+        swarm_nodes.docker("image", "rm", "-f", *refs, check=False)
+    for _ in range(30):             # the stack's containers go a moment after `docker stack rm`
+        if swarm_nodes.docker("volume", "rm", f"{project}-docker-cpu_native-env", check=False).returncode == 0 \
+                or f"{project}-docker-cpu_native-env" not in swarm_nodes.docker("volume", "ls", "-q").stdout.split():
+            return
+        time.sleep(1)
 
 
 def test_ten_jobs_across_nodes_with_the_environment_from_the_registry(fleet) -> None:
