@@ -283,5 +283,12 @@ def superseded(job_dir: Path, name: str) -> str | None:
 
 
 def main_of(name: str, work: Callable[[StageContext], None]) -> None:
-    """``if __name__ == "__main__": main_of(...)``: run the stage and exit with its code."""
-    sys.exit(run_stage(name, work))
+    """``if __name__ == "__main__": main_of(...)``: run the stage and exit with its code.
+
+    The outcome is recorded and written by then, so the process ends at once, without the interpreter's
+    finalisation: a native library torn down mid-use there (a decoder's generator left suspended by a failed
+    write, with CTranslate2 threads behind it) could crash and turn the recorded exit code into a signal."""
+    code = run_stage(name, work)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
