@@ -200,16 +200,15 @@ def enqueue(jobs_dir: Path, stage: str, work: dict[str, Any]) -> bool:
     folder = jobs_dir / QUEUE / stage
     missing = [p for p in (folder.parent, folder) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and missing:
-        owner = jobs_dir.stat()
+    owner = jobs_dir.stat() if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    if owner is not None:
         for path in missing:
             os.chown(path, owner.st_uid, owner.st_gid)
     try:
         fd = os.open(folder / str(work["job"]), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
     except FileExistsError:
         return False
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        owner = jobs_dir.stat()
+    if owner is not None:
         os.fchown(fd, owner.st_uid, owner.st_gid)       # the worker that claims it touches it while it runs
     with os.fdopen(fd, "w") as out:
         json.dump({**work, "stage": stage, "queued": now_iso()}, out, sort_keys=True)

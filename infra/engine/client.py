@@ -41,6 +41,7 @@ class Engine:
     def __init__(self, host: str | None = None) -> None:
         self._host = host
         self._client: Any = None
+        self._registries: dict[str, Any] = {}
 
     @property
     def docker(self) -> Any:
@@ -221,14 +222,13 @@ class Engine:
     def remote_image_exists(self, ref: str) -> bool:
         """Whether a registry holds ``ref`` (asks the registry's API with docker's credentials and, like docker,
         the registry's own CA from /etc/docker/certs.d; pulls nothing)."""
-        from infra.oci.client import RegistryClient, split_ref
+        from infra.oci.attest import parse_ref
+        from infra.oci.client import RegistryClient
 
-        host, rest = split_ref(ref)
-        name, at, digest = rest.partition("@")
-        if not at:
-            name, colon, tag = name.rpartition(":")
-            name, digest = (name, tag) if colon and "/" not in tag else (rest, "latest")
-        return RegistryClient(host).manifest_digest(name, digest) is not None
+        host, repository, reference = parse_ref(ref)
+        if host not in self._registries:             # one client (and one look at its auth) per registry
+            self._registries[host] = RegistryClient(host)
+        return self._registries[host].manifest_digest(repository, reference) is not None
 
     def check_builder(self, name: str) -> None:
         """BadInputError unless buildx knows a builder of that name."""

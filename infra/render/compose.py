@@ -163,13 +163,7 @@ def native_mount(stack: Stack, mode: Mode, layout: paths.Layout) -> Mount | None
         from infra.stack.envimage import ENV_SITE, env_image_ref
 
         return Mount(env_image_ref(stack, mode), paths.NATIVE_SITE, True, False, "image", ENV_SITE.lstrip("/"))
-    return Mount(layout.host_path(native_site_source(stack)), paths.NATIVE_SITE, True, False)
-
-
-def native_site_source(stack: Stack) -> str:
-    """The native env's site-packages, relative to the project (or absolute if the spec says so)."""
-    env = stack.spec.native_env
-    return f"{env.path.rstrip('/')}/lib/python{stack.spec.python}/site-packages"
+    return Mount(layout.host_path(paths.native_site_source(stack)), paths.NATIVE_SITE, True, False)
 
 
 def build_compose_spec(stack: Stack, mode: Mode, layout: paths.Layout) -> ComposeSpec:

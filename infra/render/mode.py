@@ -52,11 +52,9 @@ def check_mode(stack: Stack, mode: str) -> Mode:
 def default_layout(stack: Stack, mode: Mode, out: Path | None = None) -> paths.Layout:
     """The layout for ``out`` (default: the spec's output_dir/<mode> under the project), with the NVIDIA
     library folders that the native environment holds (none when it does not exist)."""
-    from infra.resources import data_root, package_root
-
     from dataclasses import replace
 
-    from infra.render.compose import native_site_source
+    from infra.resources import data_root, package_root
 
     project = stack.workdir.resolve()
     target = (out if out is not None else Path(stack.spec.output_dir) / mode)
@@ -66,7 +64,7 @@ def default_layout(stack: Stack, mode: Mode, out: Path | None = None) -> paths.L
     if stack.spec.native_env.torch != "mounted":
         return layout
     # the GPU services' library path comes from what the native environment holds now
-    return replace(layout, native_libs=paths.nvidia_library_dirs(project / native_site_source(stack)))
+    return replace(layout, native_libs=paths.nvidia_library_dirs(project / paths.native_site_source(stack)))
 
 
 def render_mode(stack: Stack, mode: str, layout: paths.Layout) -> dict[str, str]:

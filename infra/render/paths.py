@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra.jobproto import CACHE_DIR
+
+if TYPE_CHECKING:
+    from infra.spec import Stack
 
 # The non-root user every image runs as. A fixed uid, so that bind-mounted job
 # folders on the host can be handed to it (`chown 10001:10001 jobs`).
@@ -134,3 +138,9 @@ def _rel(path: Path, start: Path) -> str:
 def _join(base: str, rel: str) -> str:
     joined = Path(base, rel).as_posix() if base != "." else Path(rel).as_posix()
     return joined if joined.startswith((".", "/")) else f"./{joined}"
+
+
+def native_site_source(stack: Stack) -> str:
+    """The native env's site-packages, relative to the project (or absolute if the spec says so)."""
+    env = stack.spec.native_env
+    return f"{env.path.rstrip('/')}/lib/python{stack.spec.python}/site-packages"

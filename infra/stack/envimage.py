@@ -56,8 +56,10 @@ class EnvImage:
 
 
 def site_packages(stack: Stack) -> Path:
-    return (stack.workdir / stack.spec.native_env.path / "lib" / f"python{stack.spec.python}"
-            / "site-packages").resolve()
+    """The native env's site-packages on this machine."""
+    from infra.render.paths import native_site_source
+
+    return (stack.workdir / native_site_source(stack)).resolve()
 
 
 def env_tag(stack: Stack, mode: Mode) -> str:
@@ -88,12 +90,12 @@ def env_image_ref(stack: Stack, mode: Mode) -> str:
 
 def remote_env_image(stack: Stack, mode: Mode) -> EnvImage:
     """The environment image for this env as the registry knows it (digest None when it is not there)."""
-    from infra.oci.client import RegistryClient, split_ref
+    from infra.oci.attest import parse_ref
+    from infra.oci.client import RegistryClient
 
     ref = env_image_ref(stack, mode)
-    host, rest = split_ref(ref)
-    name, _, tag = rest.rpartition(":")
-    digest = RegistryClient(host).manifest_digest(name, tag)
+    host, repository, tag = parse_ref(ref)
+    digest = RegistryClient(host).manifest_digest(repository, tag)
     return EnvImage(ref, digest, "in registry" if digest else "absent")
 
 
@@ -118,7 +120,7 @@ def push_env_image(stack: Stack, mode: Mode, engine: EngineAPI | None = None) ->
     yield f"building {found.ref} from {site}"
     with tempfile.TemporaryDirectory(prefix="infra-envimage-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
-        dockerfile.write_text(render_dockerfile(stack, mode), encoding="utf-8")
+        dockerfile.write_text(env_dockerfile(stack, mode, found.ref.rsplit(":", 1)[1]), encoding="utf-8")
         (Path(tmp) / "Dockerfile.dockerignore").write_text("", encoding="utf-8")
         engine.build(BuildRequest(context=site, dockerfile=dockerfile, tag=found.ref, contexts={}, args={},
                                   labels={}, secrets=[], provenance=False))
@@ -132,12 +134,12 @@ def push_env_image(stack: Stack, mode: Mode, engine: EngineAPI | None = None) ->
     yield EnvImage(pushed.ref, pushed.digest, "pushed", time.monotonic() - started)
 
 
-def render_dockerfile(stack: Stack, mode: Mode) -> str:
+def env_dockerfile(stack: Stack, mode: Mode, tag: str) -> str:
     from infra.render.environment import render_template, shared_templates
 
     shared = shared_templates()
     spec = {"base": stack.base_ref(mode), "site": ENV_SITE, "python": stack.spec.python,
-            "project": stack.spec.project, "tag": env_tag(stack, mode)}
+            "project": stack.spec.project, "tag": tag}
     return render_template((shared,), TEMPLATE, spec, {shared: "templates"})
 
 

@@ -43,12 +43,16 @@ def deploy_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None, scale
                             hint="`docker swarm init` makes this machine a one-node swarm")
     if not manager:
         raise BadInputError("this node is not a swarm manager; deploy from a manager node")
+    from infra.render.compose import compose_stages
+    from infra.render.swarm import replicas_variable
+
     scale = dict(scale or {})
-    unknown = sorted(set(scale) - set(service_names(stack, mode)))
+    stages = compose_stages(stack, mode)          # type: ignore[arg-type]
+    unknown = sorted(set(scale) - set(stages))
     if unknown:
         raise BadInputError(f"--scale: {', '.join(unknown)} is not a stage of mode {mode}")
     nodes = [n for n in swarm_nodes(engine) if n.usable]
-    check_placement(stack, mode, nodes, GPU_LABEL)
+    check_placement(stack, mode, stages, nodes, GPU_LABEL)
     rendered = render_to_disk(stack, mode)
     serving = serve_image(stack, mode)
     if serving:
@@ -75,7 +79,7 @@ def deploy_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None, scale
             raise BadInputError(f"not in the registry the nodes pull from: {', '.join(missing)}",
                                 hint=f"`infra build --mode {mode} --push`")
     variables = swarm_variables(stack)
-    variables.update({replicas_of(name): str(count) for name, count in scale.items()})
+    variables.update({replicas_variable(name): str(count) for name, count in scale.items()})
     env_image = None
     if env.torch == "mounted":
         if by_image:
@@ -99,29 +103,17 @@ def deploy_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None, scale
     if env_image is not None:
         yield f"delivering the native environment {env_image.pinned} to {len(nodes)} node(s)"
         stack_deploy(engine, name, env_only(rendered.stack_file), variables, registry is not None, prune=False)
-        yield from wait_for(engine, name, [NATIVE_ENV_SERVICE], len(nodes), timeout_s, {})
+        yield from wait_for(engine, name, {NATIVE_ENV_SERVICE: len(nodes)}, timeout_s)
     stack_deploy(engine, name, rendered.stack_file, variables, registry is not None)
     yield f"deployed stack {name} from {rendered.stack_file}"
     if wait:
-        wanted = {s: scale.get(s, 1) for s in service_names(stack, mode)}
-        yield from wait_for(engine, name, list(wanted), None, timeout_s, wanted)
+        yield from wait_for(engine, name, {s: scale.get(s, 1) for s in stages}, timeout_s)
 
 
-def service_names(stack: Stack, mode: str) -> list[str]:
-    from infra.render.compose import compose_stages
-
-    return compose_stages(stack, mode)       # type: ignore[arg-type]
-
-
-def replicas_of(service: str) -> str:
-    from infra.render.swarm import replicas_variable
-
-    return replicas_variable(service)
-
-
-def check_placement(stack: Stack, mode: str, nodes: list, gpu_label: str) -> None:  # noqa: ANN001 - NodeInfo
+def check_placement(stack: Stack, mode: str, names: list[str], nodes: list,  # noqa: ANN001 - NodeInfo
+                    gpu_label: str) -> None:
     """Refuse a stage that no node can run: a GPU stage without a GPU node, more memory than any node has."""
-    stages = {n: stack.spec.stages[n] for n in service_names(stack, mode)}
+    stages = {n: stack.spec.stages[n] for n in names}
     gpu_nodes = [n for n in nodes if n.labels.get(gpu_label) == "true"]
     if stack.spec.modes[mode].gpu:      # type: ignore[index]
         needing = [n for n, s in stages.items() if s.gpu]
@@ -129,9 +121,9 @@ def check_placement(stack: Stack, mode: str, nodes: list, gpu_label: str) -> Non
             raise BadInputError(f"GPU stage(s) {', '.join(needing)} and no node of the swarm is labelled "
                                 f"{gpu_label}=true", hint=f"`docker node update --label-add {gpu_label}=true NODE` on "
                                                          "each node with an NVIDIA GPU")
+    biggest = max((n.memory for n in nodes), default=0)
     for name, stage in stages.items():
         need = stage.memory_bytes
-        biggest = max((n.memory for n in nodes), default=0)
         if need and biggest and need > biggest:
             raise BadInputError(f"stage {name} needs {stage.memory} of memory and the largest node has "
                                 f"{biggest / 2**30:.1f} GiB")
@@ -158,29 +150,27 @@ def env_only(stack_file: Path) -> Path:
     return target
 
 
-def wait_for(engine: EngineAPI, name: str, services: list[str], per_node: int | None, timeout_s: float,
-             replicas: dict[str, int]) -> Iterator[str]:
-    """Until each service runs its tasks (a global one: one on each of ``per_node`` nodes); yields each new
+def wait_for(engine: EngineAPI, name: str, wanted: dict[str, int], timeout_s: float) -> Iterator[str]:
+    """Until each service in ``wanted`` runs that many tasks (a global one: one per node); yields each new
     complaint a node makes on the way (a failed pull, an unreachable registry, a mount that is not there yet)."""
     from infra.engine.swarm import stack_tasks
 
     deadline = time.monotonic() + timeout_s
     said: set[tuple[str, str, str]] = set()
     while True:
-        tasks = [t for t in stack_tasks(engine, name) if t.service in services]
+        tasks = [t for t in stack_tasks(engine, name) if t.service in wanted]
         running = {s: sum(1 for t in tasks if t.service == s and t.state == "running" and t.desired == "running")
-                   for s in services}
+                   for s in wanted}
         for task in tasks:
             key = (task.service, task.node, short(task.error))
             if task.error and key not in said:
                 said.add(key)
                 yield f"note: {task.service} on {task.node or 'no node yet'}: {short(task.error)}"
-        wanted = {s: (per_node if per_node is not None else replicas.get(s, 1)) for s in services}
-        if all(running[s] >= wanted[s] for s in services):
-            yield f"running: {', '.join(f'{s} {running[s]}/{wanted[s]}' for s in services)}"
+        if all(running[s] >= wanted[s] for s in wanted):
+            yield f"running: {', '.join(f'{s} {running[s]}/{wanted[s]}' for s in wanted)}"
             return
         if time.monotonic() > deadline:
-            behind = ", ".join(f"{s} {running[s]}/{wanted[s]}" for s in services if running[s] < wanted[s])
+            behind = ", ".join(f"{s} {running[s]}/{wanted[s]}" for s in wanted if running[s] < wanted[s])
             raise OperationError(f"stack {name}: not running after {timeout_s:.0f} s ({behind})",
                                  hint="`infra ps --target swarm` shows each task and its node")
         time.sleep(POLL_S)
@@ -193,9 +183,9 @@ def short(error: str) -> str:
 def swarm_variables(stack: Stack) -> dict[str, str]:
     """Where this node keeps what the stack file mounts (the file leaves them to variables)."""
     from infra.render.swarm import DATA_VARIABLE, NATIVE_SITE_VARIABLE
+    from infra.stack.envimage import site_packages
 
-    site = (stack.workdir / stack.spec.native_env.path / "lib" / f"python{stack.spec.python}" / "site-packages")
-    return {DATA_VARIABLE: str(stack.workdir.resolve()), NATIVE_SITE_VARIABLE: str(site.resolve())}
+    return {DATA_VARIABLE: str(stack.workdir.resolve()), NATIVE_SITE_VARIABLE: str(site_packages(stack))}
 
 
 def remove_swarm(stack: Stack, mode: str, engine: EngineAPI | None = None) -> str:
