@@ -179,8 +179,7 @@ class ServeSpec(Strict):
     @field_validator("max_upload")
     @classmethod
     def _size(cls, v: str) -> str:
-        if not SIZE_RE.match(v):
-            raise ValueError(f"'{v}' is not a size (e.g. 500M, 16G)")
+        size_bytes(v)                    # ValueError when it is not a size
         return v
 
 
@@ -199,8 +198,8 @@ class StageSpec(Strict):
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
-        if v is not None and not SIZE_RE.match(v):
-            raise ValueError(f"'{v}' is not a size (e.g. 512M, 4G)")
+        if v is not None:
+            size_bytes(v)                # ValueError when it is not a size
         return v
 
     @property

@@ -6,9 +6,11 @@ import base64
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,3 +141,20 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if outcome[-1].kind == "failed":
         pytest.fail(f"cannot fetch tiny.en: {outcome[-1].detail}")
     return cache
+
+
+PYANNOTE_AUDIO = "pyannote.audio==4.0.7"
+
+
+@pytest.fixture(scope="session")
+def pyannote_sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real speech with references: sample.wav (30 s, two speakers), sample.stm and sample.rttm out of
+    pyannote.audio's wheel (`pip download --no-deps`, nothing installed), once a session."""
+    root = tmp_path_factory.mktemp("pyannote-sample")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                    "--disable-pip-version-check", "-d", str(root), PYANNOTE_AUDIO], check=True, capture_output=True,
+                   timeout=300)
+    with zipfile.ZipFile(next(root.glob("pyannote_audio-*.whl"))) as wheel:
+        for name in ("sample.wav", "sample.stm", "sample.rttm"):
+            (root / name).write_bytes(wheel.read(f"pyannote/audio/sample/{name}"))
+    return {Path(name).suffix[1:]: root / name for name in ("sample.wav", "sample.stm", "sample.rttm")}

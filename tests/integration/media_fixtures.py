@@ -14,8 +14,19 @@ from infra.hardware.snapshot import HardwareSnapshot
 SPEECH = "Subtitles for a short film. The pipeline listens, writes down what is said, and who says it."
 
 
-def _ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True, capture_output=True, timeout=60)
+def ffmpeg(*args: str, timeout: float = 120) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True, capture_output=True,
+                   timeout=timeout)
+
+
+def concat_with_pauses(parts: list[tuple[Path, float]], target: Path) -> Path:
+    """The clips one after another, each followed by its pause (seconds), as a 16 kHz mono WAV at ``target``."""
+    inputs = [arg for part, _ in parts for arg in ("-i", str(part))]
+    graph = "".join(f"[{k}:a]aresample=16000,apad=pad_dur={pause}[a{k}];" for k, (_, pause) in enumerate(parts))
+    graph += "".join(f"[a{k}]" for k in range(len(parts))) + f"concat=n={len(parts)}:v=0:a=1[out]"
+    ffmpeg(*inputs, "-filter_complex", graph, "-map", "[out]", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le",
+           str(target))
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -24,10 +35,10 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("media")
     wav = root / "voice.wav"
     subprocess.run(["espeak-ng", "-w", str(wav), SPEECH], check=True, capture_output=True, timeout=60)
-    _ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x36:r=5", "-i", str(wav), "-shortest",
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x36:r=5", "-i", str(wav), "-shortest",
             "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(root / "speech.mp4"))
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=3", str(root / "tone.wav"))
-    _ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x36:r=5:d=3", "-c:v", "libx264", "-preset", "ultrafast",
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=3", str(root / "tone.wav"))
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x36:r=5:d=3", "-c:v", "libx264", "-preset", "ultrafast",
             str(root / "silent.mp4"))
     (root / "notes.mp4").write_text("This is a text file that only pretends to be a film.\n")
     (root / "empty.mp4").touch()

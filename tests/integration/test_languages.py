@@ -32,7 +32,7 @@ from infra.hardware.cache import fingerprint, write_cache
 from infra.spec.languages import LANGUAGES_FILE
 from tests.integration import native_stages
 from tests.integration.native_stages import Stages
-from tests.integration.media_fixtures import detected  # noqa: F401
+from tests.integration.media_fixtures import concat_with_pauses, detected  # noqa: F401
 
 HINDI = ("क्या आप मुझे स्टेशन का रास्ता बता सकते हैं?", "हम कल बाज़ार जाएंगे और सब्ज़ियाँ खरीदेंगे।")
 ENGLISH = ("Good morning everyone, the meeting will start in ten minutes.",
@@ -54,15 +54,8 @@ def speak(folder: Path, lines: list[tuple[str, str]], pauses: dict[int, float] |
         parts.append(folder / f"line{i}.wav")
         subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(parts[-1]), text], check=True,
                        capture_output=True, timeout=60)
-    inputs = [arg for part in parts for arg in ("-i", str(part))]
-    pause = [(pauses or {}).get(k, PAUSE_S) for k in range(len(parts))]
-    graph = "".join(f"[{k}:a]aresample=16000,apad=pad_dur={pause[k]}[a{k}];" for k in range(len(parts)))
-    graph += "".join(f"[a{k}]" for k in range(len(parts))) + f"concat=n={len(parts)}:v=0:a=1[out]"
-    target = folder / "audio.wav"
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *inputs, "-filter_complex", graph, "-map", "[out]",
-                    "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(target)], check=True, capture_output=True,
-                   timeout=120)
-    return target
+    return concat_with_pauses([(part, (pauses or {}).get(k, PAUSE_S)) for k, part in enumerate(parts)],
+                              folder / "audio.wav")
 
 
 def line_times(folder: Path, count: int, pauses: dict[int, float]) -> list[tuple[float, float]]:

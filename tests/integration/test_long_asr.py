@@ -30,6 +30,7 @@ import pytest
 from infra.jobproto import read_progress
 from infra.jobs.sample import DIALOGUE
 from tests.conftest import REPO
+from tests.integration.media_fixtures import concat_with_pauses
 from tests.integration.native_stages import Stages, new_job
 
 SPAN_S = 20.0
@@ -44,14 +45,7 @@ def spoken(folder: Path, rounds: int) -> Path:
         subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(lines[-1]), text],
                        check=True, capture_output=True, timeout=60)
     order = [(lines[k % len(lines)], 0.8 + (k % 3) * 0.9) for k in range(rounds * len(lines))]
-    inputs = [arg for line, _ in order for arg in ("-i", str(line))]
-    graph = "".join(f"[{k}:a]aresample=16000,apad=pad_dur={pause}[a{k}];" for k, (_, pause) in enumerate(order))
-    graph += "".join(f"[a{k}]" for k in range(len(order))) + f"concat=n={len(order)}:v=0:a=1[out]"
-    target = folder / "audio.wav"
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *inputs, "-filter_complex", graph, "-map", "[out]",
-                    "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(target)], check=True, capture_output=True,
-                   timeout=120)
-    return target
+    return concat_with_pauses(order, folder / "audio.wav")
 
 
 @pytest.fixture(scope="module")

@@ -26,44 +26,23 @@ import os
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from infra.hardware.cache import fingerprint, write_cache
 from infra.quality.scoring import read_stm, word_errors
-from tests.integration.media_fixtures import detected  # noqa: F401
-
-PYANNOTE = "pyannote.audio==4.0.7"
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True, capture_output=True, timeout=120)
-
+from tests.integration.media_fixtures import detected, ffmpeg  # noqa: F401
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """sample.wav and sample.stm out of pyannote.audio's wheel."""
-    root = tmp_path_factory.mktemp("pyannote-sample")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                    "--disable-pip-version-check", "-d", str(root), PYANNOTE], check=True, capture_output=True,
-                   timeout=300)
-    with zipfile.ZipFile(next(root.glob("pyannote_audio-*.whl"))) as wheel:
-        for name in ("sample.wav", "sample.stm"):
-            (root / name).write_bytes(wheel.read(f"pyannote/audio/sample/{name}"))
-    return {"wav": root / "sample.wav", "stm": root / "sample.stm"}
-
-
-@pytest.fixture(scope="module")
-def quiet(sample: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[int | str, Path]:
+def quiet(pyannote_sample: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[int | str, Path]:
     """The sample 35, 46 and 50 dB down, 16 kHz mono 16-bit; and a film (H.264, AAC) of it 50 dB down."""
     root = tmp_path_factory.mktemp("quiet")
     made: dict[int | str, Path] = {}
     for db in (35, 46, 50):
         made[db] = root / f"sample-{db}dB.wav"
-        ffmpeg("-i", str(sample["wav"]), "-af", f"volume=-{db}dB", "-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le",
-               str(made[db]))
+        ffmpeg("-i", str(pyannote_sample["wav"]), "-af", f"volume=-{db}dB", "-ar", "16000", "-ac", "1",
+               "-c:a", "pcm_s16le", str(made[db]))
     made["film-50"] = root / "film-50dB.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x36:r=5", "-i", str(made[50]), "-shortest",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(made["film-50"]))
@@ -71,10 +50,10 @@ def quiet(sample: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def noisy(sample: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def noisy(pyannote_sample: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample under pink noise (seeded, so always the same), 16 kHz mono 16-bit."""
     out = tmp_path_factory.mktemp("noisy") / "sample-in-noise.wav"
-    ffmpeg("-i", str(sample["wav"]), "-f", "lavfi", "-i", "anoisesrc=c=pink:a=0.7:r=16000:d=30:seed=7",
+    ffmpeg("-i", str(pyannote_sample["wav"]), "-f", "lavfi", "-i", "anoisesrc=c=pink:a=0.7:r=16000:d=30:seed=7",
            "-filter_complex", "[0:a][1:a]amix=inputs=2:duration=first:normalize=0", "-ar", "16000", "-ac", "1",
            "-c:a", "pcm_s16le", str(out))
     return out
@@ -163,7 +142,7 @@ def test_speech_in_loud_noise_is_heard_at_the_usual_threshold(infra, noisy: Path
 
 
 def test_speech_46_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quiet: dict[int | str, Path],
-                                                                     sample: dict[str, Path]) -> None:
+                                                                     pyannote_sample: dict[str, Path]) -> None:
     job = job_of(infra, str(quiet[46]), "--workflow", "transcribe")
     found = read(job, "vad.json")
     level = found["loudness"]
@@ -174,11 +153,11 @@ def test_speech_46_db_down_goes_to_asr_whole_and_its_words_are_found(infra, quie
     assert read(job, "results/vad.json")["details"]["fallback"] == "whole file"
     heard = words(job)
     assert len(heard) >= 40, heard
-    assert word_errors(read_stm(sample["stm"]), " ".join(heard)).wer < 0.5
+    assert word_errors(read_stm(pyannote_sample["stm"]), " ".join(heard)).wer < 0.5
 
 
 def test_a_film_50_db_down_goes_to_asr_whole_and_gets_its_subtitles(infra, quiet: dict[int | str, Path],
-                                                                     sample: dict[str, Path]) -> None:
+                                                                     pyannote_sample: dict[str, Path]) -> None:
     """The whole pipeline: Silero hears nothing, ASR gets the whole file and finds the words, the film gets them."""
     job = job_of(infra, str(quiet["film-50"]))
     found = read(job, "vad.json")
@@ -189,7 +168,7 @@ def test_a_film_50_db_down_goes_to_asr_whole_and_gets_its_subtitles(infra, quiet
     assert vad_entry(job)["fallback"] == "whole file"
     heard = words(job)
     assert len(heard) >= 20, heard
-    assert word_errors(read_stm(sample["stm"]), " ".join(heard)).wer < 0.8
+    assert word_errors(read_stm(pyannote_sample["stm"]), " ".join(heard)).wer < 0.8
     assert (job / "subtitles.srt").read_text().count(" --> ") >= 3
     probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "json",
                             str(job / "subtitled.mp4")], capture_output=True, text=True, check=True)

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,8 @@ import pytest
 from infra.hardware.cache import fingerprint, write_cache
 from tests.integration.media_fixtures import detected  # noqa: F401
 
-PYANNOTE = "pyannote.audio==4.0.7"
-
-
 @pytest.fixture(scope="module")
-def real_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("pyannote")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                    "--disable-pip-version-check", "-d", str(folder), PYANNOTE], check=True, capture_output=True)
-    with zipfile.ZipFile(next(folder.glob("pyannote_audio-*.whl"))) as wheel:
-        (folder / "sample.wav").write_bytes(wheel.read("pyannote/audio/sample/sample.wav"))
-    return folder / "sample.wav"
-
-
-@pytest.fixture(scope="module")
-def jobs(tmp_path_factory: pytest.TempPathFactory, ml_env: Path, model_cache: Path, real_speech: Path,
+def jobs(tmp_path_factory: pytest.TempPathFactory, ml_env: Path, model_cache: Path, pyannote_sample: dict[str, Path],
          detected) -> dict[str, Path]:  # noqa: F811
     """The job directories of `infra run` on the real speech and on `--sample`, in one fresh workspace."""
     ws = tmp_path_factory.mktemp("ws")
@@ -42,7 +28,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, ml_env: Path, model_cache: Pa
     write_cache(ws / "out" / "hardware_cache.json", detected, fingerprint())
     env = {**{k: v for k, v in os.environ.items() if k != "INFRA_FILE"}, "INFRA_CACHE": str(model_cache)}
     out = {}
-    for name, media in (("real", [str(real_speech)]), ("sample", ["--sample"])):
+    for name, media in (("real", [str(pyannote_sample["wav"])]), ("sample", ["--sample"])):
         run = subprocess.run([sys.executable, "-m", "infra", "run", *media, "--mode", "native", "--model", "tiny.en",
                               "--language", "en"], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout + run.stderr
