@@ -28,6 +28,10 @@ def create(
                                 "CUDA major the other GPU packages share).")] = None,
     torch_index: Annotated[Optional[str], typer.Option("--torch-index", metavar="URL",
                                                        help="Where torch comes from.")] = None,
+    torch_only: Annotated[bool, typer.Option(
+        "--torch-only", help="torch and what it needs, without the `ml` extra: for stacks whose stages import "
+                             "nothing else from the environment (it is smaller, and every swarm node holds a copy)."
+    )] = False,
 ) -> None:
     """Make the native environment: torch for this machine, then the `ml` extra (faster-whisper, ...), and its lock."""
     from infra.cli.context import load
@@ -50,9 +54,10 @@ def create(
     target_path = _env_path(stack, path)
     version = torch_version or stack.spec.native_env.torch_version
     if cuda and torch_index is None:
-        lines = create_cuda_env(target_path, stack.spec.python, version, explicit=torch_version is not None)
+        lines = create_cuda_env(target_path, stack.spec.python, version, explicit=torch_version is not None,
+                                with_ml=not torch_only)
     else:
-        lines = create_env(target_path, stack.spec.python, version, cuda, torch_index)
+        lines = create_env(target_path, stack.spec.python, version, cuda, torch_index, with_ml=not torch_only)
     for line in lines:
         typer.echo(line, err=True)
     if not cuda or torch_index is not None:

@@ -218,10 +218,11 @@ def binary_needs(python: str, dist: str, version: str) -> dict[str, Any]:
         return elfscan.package_needs(str(unpacked))
 
 
-def plan_cuda(python: str, torch_version: str, explicit: bool) -> Iterator[str | Plan]:
+def plan_cuda(python: str, torch_version: str, explicit: bool, with_ml: bool = True) -> Iterator[str | Plan]:
     """Choose torch and the NVIDIA wheels for a CUDA environment; yields progress lines, then the Plan.
 
-    ``explicit``: the user named the torch version, so a torch that cannot agree is refused, not replaced."""
+    ``explicit``: the user named the torch version, so a torch that cannot agree is refused, not replaced.
+    ``with_ml``: the `ml` extra too (else torch alone)."""
     yield f"asking the index for torch {torch_version}'s CUDA build (metadata only)"
     try:
         torch_major = _torch_major(resolve(python, ["--no-deps", torch_requirement(torch_version)])[1].get("torch"))
@@ -231,9 +232,9 @@ def plan_cuda(python: str, torch_version: str, explicit: bool) -> Iterator[str |
     if torch_major is None and explicit:
         raise BadInputError(f"torch {torch_version} has no CUDA build on the index",
                             hint=f"name a torch with one, e.g. --torch-version {newest}")
-    others = ml_requirements()
+    others = ml_requirements() if with_ml else []
     candidate = torch_version if torch_major else newest
-    yield f"resolving the `ml` extra with torch {candidate}"
+    yield f"resolving {'the `ml` extra with ' if with_ml else ''}torch {candidate}"
     versions, entries = resolve(python, [*others, torch_requirement(candidate)])
     need: dict[str, list[int]] = {}
     for module, dist in GPU_PACKAGES:
@@ -290,7 +291,8 @@ def _torch_major(entry: dict[str, Any] | None) -> int | None:
     return None
 
 
-def create_cuda_env(path: Path, python_minor: str, torch_version: str, explicit: bool) -> Iterator[str]:
+def create_cuda_env(path: Path, python_minor: str, torch_version: str, explicit: bool,
+                    with_ml: bool = True) -> Iterator[str]:
     """Plan first (refusals leave nothing behind), then make the venv, install, check that it agrees, lock it."""
     interpreter = find_python(python_minor)
     if (path / "pyvenv.cfg").is_file():
@@ -300,7 +302,7 @@ def create_cuda_env(path: Path, python_minor: str, torch_version: str, explicit:
                                 hint=f"remove {path} and run `infra env create` again")
         interpreter = str(path / "bin" / "python")
     plan: Plan | None = None
-    for item in plan_cuda(interpreter, torch_version, explicit):
+    for item in plan_cuda(interpreter, torch_version, explicit, with_ml):
         if isinstance(item, Plan):
             plan = item
         else:
@@ -309,7 +311,8 @@ def create_cuda_env(path: Path, python_minor: str, torch_version: str, explicit:
     if not (path / "pyvenv.cfg").is_file():
         yield f"creating {path} with {interpreter}"
         _run([interpreter, "-m", "venv", str(path)], "python -m venv")
-    yield f"installing torch {plan.torch} (CUDA {plan.cuda}) and the `ml` extra: {len(plan.resolved)} distributions"
+    yield (f"installing torch {plan.torch} (CUDA {plan.cuda}){' and the `ml` extra' if with_ml else ''}: "
+           f"{len(plan.resolved)} distributions")
     _run([str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", *plan.requirements],
          "pip install")
     env = inspect_env(path)

@@ -282,8 +282,8 @@ def find_python(minor: str) -> str:
 
 
 def create_env(path: Path, python_minor: str, torch_version: str, cuda: bool,
-               torch_index: str | None = None) -> Iterator[str]:
-    """Make (or complete) the native environment: a virtualenv with torch for the hardware, then
+               torch_index: str | None = None, with_ml: bool = True) -> Iterator[str]:
+    """Make (or complete) the native environment: a virtualenv with torch for the hardware, then (``with_ml``)
     the `ml` extra's packages with torch held at its version. Yields progress lines; idempotent."""
     if (path / "pyvenv.cfg").is_file():
         env = inspect_env(path)
@@ -303,6 +303,8 @@ def create_env(path: Path, python_minor: str, torch_version: str, cuda: bool,
         torch = [f"torch=={torch_version}+cpu", "--extra-index-url", torch_index or TORCH_CPU_INDEX]
         yield f"installing torch {torch_version} (CPU build)"
     _run([*pip, *torch], "pip install torch")
+    if not with_ml:
+        return
     held = inspect_env(path).torch or torch_version
     packages = ml_requirements()
     yield f"installing {', '.join(packages)}"

@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +103,17 @@ def password_registry(root: Path, user: str, password: str) -> Iterator[Registry
         yield Registry(f"127.0.0.1:{port}", user, password, root)
     finally:
         stop_registry(proc)
+        forget_images(lambda ref: ref.startswith(f"127.0.0.1:{port}/"))   # no later run can use these tags
+
+
+def forget_images(match: Callable[[str], bool]) -> None:
+    """Remove this engine's image tags that ``match`` ("repository:tag"): what a test made under a name no later
+    run reuses (a random registry port, a per-run project), which would otherwise fill the disk run after run."""
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                            text=True)
+    refs = [ref for ref in listed.stdout.split() if match(ref)]
+    if refs:
+        subprocess.run(["docker", "image", "rm", "-f", *refs], capture_output=True)
 
 
 @pytest.fixture(scope="session")

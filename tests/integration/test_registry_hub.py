@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.integration.conftest import forget_images
 from tests.integration.fresh_engine import FreshEngine, fresh_engine  # noqa: F401
 
 pytestmark = pytest.mark.docker
@@ -32,9 +34,9 @@ def statuses(result: subprocess.CompletedProcess) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, registry, offline_base) -> tuple[Path, str, dict[str, str]]:
+def hub(tmp_path_factory: pytest.TempPathFactory, registry, offline_base) -> Iterator[tuple[Path, str, dict[str, str]]]:
     """A project of its own (so no image of it exists yet) whose spec names the registry, in a git repository,
-    logged in to the registry."""
+    logged in to the registry. Its images go at the end: no later run has this project."""
     import shutil
 
     project = tmp_path_factory.mktemp("hub")
@@ -49,7 +51,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory, registry, offline_base) -> tup
     env = {"DOCKER_CONFIG": str(config)}
     subprocess.run(["docker", "login", registry.host, "-u", registry.user, "--password-stdin"],
                    input=registry.password, text=True, check=True, capture_output=True, env={**os.environ, **env})
-    return project, where, env
+    yield project, where, env
+    forget_images(lambda ref: ref.split("/")[-1].startswith(f"hub{os.getpid()}-"))
 
 
 def test_a_fresh_runner_builds_nothing_the_registry_has_and_rebuilds_one_changed_image(

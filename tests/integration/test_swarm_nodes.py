@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.integration import swarm_nodes
+from tests.integration.conftest import forget_images
 
 pytestmark = pytest.mark.docker
 
@@ -33,6 +35,7 @@ PROBE = ("import os, time, torch; "
          ".write(os.environ.get('INFRA_NODE', os.uname().nodename) + chr(10))")
 STAGES = ("demux", "asr", "mux")   # the names the subtitles workflow asks for
 CLAIM_TIMEOUT_S = 10
+NEEDS_GB = 8.0      # measured: free space fell by 6.7 GB at most over this module
 
 
 def infra(*args: str, cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
@@ -100,13 +103,40 @@ def wait_done(project: Path, job_ids: list[str], timeout: float = 600) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, native_env):
+def torch_env(tmp_path_factory) -> Iterator[Path]:
+    """A native environment of torch alone (`infra env create --torch-only`): every node holds the environment
+    twice (its image and the copy the workers mount), so the stages' probes get the smallest real one."""
+    path = tmp_path_factory.mktemp("torch-env") / "env"
+    made = infra("env", "create", "--path", str(path), "--target", "cpu", "--torch-only", cwd=REPO, timeout=1200)
+    assert made.returncode == 0, made.stderr[-3000:]
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_torch_only_environment_is_torch_and_its_lock(torch_env: Path) -> None:
+    shown = infra("env", "show", "--path", str(torch_env), "--json", cwd=REPO)
+    env = json.loads(shown.stdout)
+    assert env["torch"].startswith("2.13.0") and env["lock"]["target"] == "cpu", env
+    assert {"sympy", "filelock"} <= set(env["packages"]), env["packages"]
+    assert not {"faster-whisper", "ctranslate2", "onnxruntime"} & set(env["packages"]), env["packages"]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, torch_env):
     if swarm_nodes.docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() != "inactive":
         pytest.fail("this engine is in a swarm already; the test makes its own")
+    root = swarm_nodes.docker("info", "--format", "{{.DockerRootDir}}").stdout.strip()
+    free_gb = shutil.disk_usage(root).free / 1e9
+    if free_gb < NEEDS_GB:      # a full disk would stall the nodes' pulls (and everything else on the machine)
+        pytest.fail(f"the test swarm needs about {NEEDS_GB:.0f} GB free at {root} (its nodes' image stores and "
+                    f"environment copies); {free_gb:.1f} GB is free")
     project = tmp_path_factory.mktemp("fleet")
     swarm = swarm_nodes.up(nodes=2, shared=[str(project)])
+    # The manager only manages (as in production): the work, and the environment's copies, stay on the nodes.
+    manager = swarm_nodes.docker("info", "--format", "{{.Name}}").stdout.strip()
+    swarm_nodes.docker("node", "update", "--availability", "drain", manager)
     try:
-        yield make_project(project, swarm.registry, native_env), swarm
+        yield make_project(project, swarm.registry, torch_env), swarm
     finally:
         infra("deploy", "--mode", "docker-cpu", "--down", cwd=project, timeout=120)
         swarm_nodes.down()
@@ -119,10 +149,7 @@ def fleet(tmp_path_factory, native_env):
 def forget_project(project: str) -> None:
     """What the project left on this engine: its images (local and registry tags) and the environment's volume,
     which `docker stack rm` keeps (it is a cache of the environment, like an image)."""
-    refs = [r for r in swarm_nodes.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-            if r.split("/")[-1].startswith(f"{project}-")]
-    if refs:
-        swarm_nodes.docker("image", "rm", "-f", *refs, check=False)
+    forget_images(lambda ref: ref.split("/")[-1].startswith(f"{project}-"))
     for _ in range(30):             # the stack's containers go a moment after `docker stack rm`
         if swarm_nodes.docker("volume", "rm", f"{project}-docker-cpu_native-env", check=False).returncode == 0 \
                 or f"{project}-docker-cpu_native-env" not in swarm_nodes.docker("volume", "ls", "-q").stdout.split():
@@ -207,47 +234,36 @@ def test_ten_jobs_across_nodes_with_the_environment_from_the_registry(fleet) -> 
 
 def test_a_node_killed_mid_stage_costs_a_retry_and_comes_back(fleet) -> None:
     project, swarm = fleet
-    manager = swarm_nodes.docker("info", "--format", "{{.Name}}").stdout.strip()
-    swarm_nodes.docker("node", "update", "--availability", "drain", manager)   # the work stays on the nodes
-    try:
-        deadline = time.monotonic() + 120
-        while {t["node"] for t in json.loads(infra("ps", "--target", "swarm", "--mode", "docker-cpu", "--json",
-                                                      cwd=project).stdout)["tasks"]
-               if t["service"] == "asr" and t["state"] == "running"} - set(swarm.nodes):
-            assert time.monotonic() < deadline, "the workers did not leave the drained manager"
-            time.sleep(2)
-        job_id = prepare(project, 10)
-        (job_dir(project, job_id) / "slow").write_text("")
-        assert infra("job", "submit", job_id, cwd=project).returncode == 0
-        deadline = time.monotonic() + 120
-        while True:
-            work = next(s for s in job_file(project, job_id)["stages"] if s["name"] == "asr")
-            if work.get("status") == "running" and work.get("node"):
-                break
-            assert time.monotonic() < deadline, work
-            time.sleep(0.5)
-        victim = work["node"]
-        assert victim in swarm.nodes
-        ps = infra("ps", "--target", "swarm", "--mode", "docker-cpu", cwd=project)
-        assert job_id in ps.stdout and victim in ps.stdout
-        swarm.kill_node(victim)
-        job = wait_done(project, [job_id], timeout=300)[job_id]
-        assert job["status"] == "done", stage_report(project, job_id)
-        work = next(s for s in job["stages"] if s["name"] == "asr")
-        assert work["attempts"] == 2 and work["node"] != victim
-        assert [lost["node"] for lost in work["lost"]] == [victim]
-        runs = (job_dir(project, job_id) / "asr.runs").read_text().split()
-        assert runs == [work["node"]], "the stage ran to completion once, on the node that took it over"
+    job_id = prepare(project, 10)
+    (job_dir(project, job_id) / "slow").write_text("")
+    assert infra("job", "submit", job_id, cwd=project).returncode == 0
+    deadline = time.monotonic() + 120
+    while True:
+        work = next(s for s in job_file(project, job_id)["stages"] if s["name"] == "asr")
+        if work.get("status") == "running" and work.get("node"):
+            break
+        assert time.monotonic() < deadline, work
+        time.sleep(0.5)
+    victim = work["node"]
+    assert victim in swarm.nodes
+    ps = infra("ps", "--target", "swarm", "--mode", "docker-cpu", cwd=project)
+    assert job_id in ps.stdout and victim in ps.stdout
+    swarm.kill_node(victim)
+    job = wait_done(project, [job_id], timeout=300)[job_id]
+    assert job["status"] == "done", stage_report(project, job_id)
+    work = next(s for s in job["stages"] if s["name"] == "asr")
+    assert work["attempts"] == 2 and work["node"] != victim
+    assert [lost["node"] for lost in work["lost"]] == [victim]
+    runs = (job_dir(project, job_id) / "asr.runs").read_text().split()
+    assert runs == [work["node"]], "the stage ran to completion once, on the node that took it over"
 
-        swarm.restart_node(victim)
-        redeploy = infra("deploy", "--mode", "docker-cpu", "--scale", "asr=3", "--scale", "demux=2",
-                         "--scale", "mux=2", cwd=project)
-        assert redeploy.returncode == 0, redeploy.stdout[-2000:] + redeploy.stderr[-2000:]
-        tasks = json.loads(infra("ps", "--target", "swarm", "--mode", "docker-cpu", "--json", cwd=project).stdout)
-        back = {t["service"] for t in tasks["tasks"] if t["node"] == victim and t["state"] == "running"}
-        assert "native-env" in back and "asr" in back, tasks
-    finally:
-        swarm_nodes.docker("node", "update", "--availability", "active", manager)
+    swarm.restart_node(victim)
+    redeploy = infra("deploy", "--mode", "docker-cpu", "--scale", "asr=3", "--scale", "demux=2",
+                     "--scale", "mux=2", cwd=project)
+    assert redeploy.returncode == 0, redeploy.stdout[-2000:] + redeploy.stderr[-2000:]
+    tasks = json.loads(infra("ps", "--target", "swarm", "--mode", "docker-cpu", "--json", cwd=project).stdout)
+    back = {t["service"] for t in tasks["tasks"] if t["node"] == victim and t["state"] == "running"}
+    assert "native-env" in back and "asr" in back, tasks
 
 
 def test_compose_mounts_the_environment_image_pulled_from_the_registry(fleet) -> None:
