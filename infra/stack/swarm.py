@@ -172,8 +172,17 @@ def wait_for(engine: EngineAPI, name: str, wanted: dict[str, int], timeout_s: fl
         if time.monotonic() > deadline:
             behind = ", ".join(f"{s} {running[s]}/{wanted[s]}" for s in wanted if running[s] < wanted[s])
             raise OperationError(f"stack {name}: not running after {timeout_s:.0f} s ({behind})",
-                                 hint="`infra ps --target swarm` shows each task and its node")
+                                 hint=stalled_hint([t for t in tasks if running[t.service] < wanted[t.service]]))
         time.sleep(POLL_S)
+
+
+def stalled_hint(behind: list) -> str:  # noqa: ANN001 - TaskInfo
+    """What to look at when services did not come up: a node whose pull failed says only "No such image"."""
+    unpulled = sorted({t.node for t in behind if "No such image" in t.error and t.node})
+    if unpulled:
+        return (f"{', '.join(unpulled)} could not pull the image (docker says only 'No such image'): check that "
+                f"the node reaches the registry and has disk space for the image (`docker system df` there)")
+    return "`infra ps --target swarm` shows each task and its node"
 
 
 def short(error: str) -> str:

@@ -91,3 +91,28 @@ def test_drained_and_down_nodes_do_not_count(project: Path, monkeypatch) -> None
     labelled = replace(node("n2", **{"infra.gpu": "true"}), availability="drain")
     message = refusal(stack, "docker-gpu", [node("n1"), labelled], monkeypatch)
     assert "no node of the swarm is labelled infra.gpu=true" in message
+
+
+def test_a_deploy_that_times_out_on_failed_pulls_names_the_nodes_and_what_to_check(monkeypatch) -> None:
+    import infra.engine.swarm as swarm_engine
+    from infra.engine.swarm import TaskInfo
+    from infra.errors import OperationError
+
+    pulled = "No such image: 10.0.0.1:5000/fleet/fleet-native-env@sha256:4621"
+    tasks = [TaskInfo("native-env", None, "n1", "running", "running", "", "env"),
+             TaskInfo("native-env", None, "n2", "rejected", "shutdown", pulled, "env"),
+             TaskInfo("native-env", None, "n3", "rejected", "shutdown", pulled, "env")]
+    monkeypatch.setattr(swarm_engine, "stack_tasks", lambda engine, name: tasks)
+    lines = []
+    with pytest.raises(OperationError) as caught:
+        for line in deploy.wait_for(None, "fleet", {"native-env": 3}, timeout_s=0):  # type: ignore[arg-type]
+            lines.append(line)
+    assert lines == [f"note: native-env on n2: {pulled}", f"note: native-env on n3: {pulled}"]
+    assert caught.value.message == "stack fleet: not running after 0 s (native-env 1/3)"
+    assert caught.value.hint.startswith("n2, n3 could not pull the image")
+    assert "disk space" in caught.value.hint
+
+    tasks[1:] = [TaskInfo("native-env", None, "", "pending", "running", "no suitable node", "env")]
+    with pytest.raises(OperationError) as caught:
+        list(deploy.wait_for(None, "fleet", {"native-env": 3}, timeout_s=0))  # type: ignore[arg-type]
+    assert caught.value.hint == "`infra ps --target swarm` shows each task and its node"
