@@ -22,10 +22,19 @@ where a clip has a transcript, with Silero's segments before and after.
 settings (stages/_speakers.py TUNED, TUNED_MODEL), and Silero with today's values and stages/vad.py's. Run it
 once; nothing may be tuned after it.
 
+--second-round: the development, validation and final sets have all been seen, so all three are development
+data now. Four recipes (speech from WebRTC or from the segmentation model; tuning the speech thresholds only,
+or every threshold) and today's settings compete by leaving one set out: each recipe is tuned on two sets
+and scored on the third, three times. The recipe whose held-out clips pool to the lowest DER (no collar)
+wins and is tuned again on all three; so is the best WebRTC recipe, for jobs without the model. Nothing
+here reads the holdout set. --holdout then scores it once, like --final, with the settings the stage holds.
+
 Run it with the native ML environment:
   .venv-ml/bin/python bench/diarization.py [--cache DIR] [--passes 2] [--keys all|speech] [--no-cv]
                                            [--asr-model DIR] [--json FILE]
   .venv-ml/bin/python bench/diarization.py --final [--asr-model DIR] [--json FILE]
+  .venv-ml/bin/python bench/diarization.py --second-round [--passes 2] [--json FILE]
+  .venv-ml/bin/python bench/diarization.py --holdout [--json FILE]
 """
 
 from __future__ import annotations
@@ -61,6 +70,10 @@ VAD_GRID = {"threshold": [0.2, 0.3, 0.35, 0.4, 0.5, 0.6], "min_speech_ms": [100,
             "min_silence_ms": [100, 300, 500], "speech_pad_ms": [100, 200, 300]}
 VAD_TODAY = {"threshold": 0.5, "min_speech_ms": 250, "min_silence_ms": 300, "speech_pad_ms": 200}
 MAX_SPEAKERS = 10
+SPENT = ("dev", "validation", "final")      # every set whose figures have been seen
+RECIPES = {"WebRTC, speech thresholds": (False, SPEECH_KEYS), "WebRTC, every threshold": (False, tuple(GRID)),
+           "segmentation model, speech thresholds": (True, SPEECH_KEYS),
+           "segmentation model, every threshold": (True, tuple(GRID))}
 
 
 def segmentation_model(cache: Path) -> Path:
@@ -194,6 +207,44 @@ def cross_validate(dev: list[dict], passes: int) -> dict[bool, str]:
             for source in (False, True)}
 
 
+def second_round(sets: dict[str, list[dict]], passes: int) -> dict:
+    """Leave one spent set out: every recipe tuned on the other two, scored on it; the lowest held-out pooled
+    DER wins and is tuned on all three (and so is the best WebRTC recipe, for jobs without the model)."""
+    tasks = [(name, held) for name in RECIPES for held in SPENT]
+    searches = [([c for split in SPENT if split != held for c in sets[split]], passes, RECIPES[name][0], "pooled",
+                 True, RECIPES[name][1]) for name, held in tasks]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        found = pool.starmap(tune, searches)
+    held_rows: dict[str, list[dict]] = {"today": [r for split in SPENT for r in rows_of(sets[split], sp.TODAY,
+                                                                                       (0.0, 0.25))]}
+    by_set: dict[str, dict[str, dict]] = {"today": {split: summary(rows_of(sets[split], sp.TODAY, (0.0, 0.25)),
+                                                                   (0.0, 0.25)) for split in SPENT}}
+    for (name, held), settings in zip(tasks, found):
+        rows = rows_of(sets[held], settings, (0.0, 0.25))
+        held_rows.setdefault(name, []).extend(rows)
+        by_set.setdefault(name, {})[held] = summary(rows, (0.0, 0.25))
+        print(f"{name}, tuned without {held}: {settings}")
+    held_out = {name: summary(rows, (0.0, 0.25)) for name, rows in held_rows.items()}
+    table("held out, the three spent sets pooled (each clip scored by settings tuned without its set)", held_out)
+    print("\n| recipe | " + " | ".join(f"{split} held out" for split in SPENT) + " |\n|---|---|---|---|")
+    for name, sets_of in by_set.items():
+        print(f"| {name} | " + " | ".join(f"{sets_of[split]['all'][0.0]['der']:.1%}" for split in SPENT) + " |")
+    der = {name: held_out[name]["all"][0.0]["der"] for name in held_out}
+    winner = min(der, key=der.__getitem__)
+    webrtc = min((n for n in der if n == "today" or not RECIPES[n][0]), key=der.__getitem__)
+    everything = [c for split in SPENT for c in sets[split]]
+    chosen = {}
+    for name in dict.fromkeys((winner, webrtc)):
+        chosen[name] = sp.TODAY if name == "today" else tune(everything, passes, RECIPES[name][0], "pooled", True,
+                                                             RECIPES[name][1])
+        print(f"\nchosen{' (the winner)' if name == winner else ' (without the model)'}: {name}, "
+              f"tuned on all three: {chosen[name]}")
+    table("the chosen settings on all three spent sets (in-sample)",
+          {"today": score(everything, sp.TODAY), **{n: score(everything, c) for n, c in chosen.items()}})
+    return {"held_out": held_out, "by_set": by_set, "winner": winner, "without_model": webrtc,
+            "chosen": {n: dataclasses.asdict(c) for n, c in chosen.items()}}
+
+
 def vad_errors(clips: list[dict], params: dict, probabilities: dict) -> dict:
     """Missed and false-alarm speech of Silero's segments with ``params`` against the reference, pooled."""
     from stages.vad import SAMPLE_RATE, SpeechTracker
@@ -280,18 +331,27 @@ def main() -> None:
     parser.add_argument("--asr-model", type=Path, help="a faster-whisper model folder: WER and CER where a clip has "
                                                         "a transcript, with Silero's segments before and after")
     parser.add_argument("--final", action="store_true", help="score the final test set with the frozen settings only")
+    parser.add_argument("--second-round", action="store_true",
+                        help="choose among the recipes by leaving one of the three spent sets out")
+    parser.add_argument("--holdout", action="store_true", help="score the holdout set once with the stage's settings")
     args = parser.parse_args()
     root = args.cache / "speechsets" / "v1"
     manifest = json.loads((root / "manifest.json").read_text())["items"]
     encoder: list = []
     model = [seg.session(segmentation_model(args.cache))]
-    splits = ("final",) if args.final else ("dev", "validation")
+    splits = ("final",) if args.final else ("holdout",) if args.holdout else SPENT if args.second_round \
+        else ("dev", "validation")
     sets: dict[str, list[dict]] = {split: [] for split in splits}
     for item in (i for i in manifest if i["split"] in splits):
         sets[item["split"]].append({"item": item, "group": group_of(item), "reference": read_rttm(root / item["rttm"]),
                                     "features": clip_features(item, root, encoder, model)})
-    if args.final:
-        final(sets["final"], root, args, manifest)
+    if args.final or args.holdout:
+        final(sets[splits[0]], root, args, manifest)
+        return
+    if args.second_round:
+        found = second_round(sets, args.passes)
+        if args.json:
+            args.json.write_text(json.dumps(found, indent=1, default=str))
         return
     keys = SPEECH_KEYS if args.keys == "speech" else tuple(GRID)
     recipes = {False: "pooled", True: "pooled"} if args.no_cv else cross_validate(sets["dev"], args.passes)
@@ -340,13 +400,14 @@ def final(clips: list[dict], root: Path, args: argparse.Namespace, manifest: lis
     runs = {"today": sp.TODAY, "stage, WebRTC (TUNED)": sp.TUNED,
             "stage, segmentation model (TUNED_MODEL)": sp.TUNED_MODEL}
     figures = {n: score(clips, s) for n, s in runs.items()}
-    table(f"final test set ({len(clips)} clips, {sum(c['item']['duration_s'] for c in clips):.0f} s)", figures)
+    split = clips[0]["item"]["split"]
+    table(f"{split} set ({len(clips)} clips, {sum(c['item']['duration_s'] for c in clips):.0f} s)", figures)
     probabilities = silero(clips, root)
     print("\n| set | settings | missed speech | false alarm | missed + false alarm |\n|---|---|---|---|---|")
     vad_figures = {}
     for name, params in (("today", VAD_TODAY), ("stage", stage_vad)):
         v = vad_figures[name] = vad_errors(clips, params, probabilities)
-        print(f"| final | {name} {params} | {v['missed']:.1%} | {v['false_alarm']:.1%} | {v['error']:.1%} |")
+        print(f"| {split} | {name} {params} | {v['missed']:.1%} | {v['false_alarm']:.1%} | {v['error']:.1%} |")
     asr_figures = {}
     if args.asr_model:
         print("\n| clip | VAD settings | reference words | WER | CER | heard |\n|---|---|---|---|---|---|")
