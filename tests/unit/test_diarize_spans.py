@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stages._jobio import StageInputError, run_stage
-from stages.diarize import DEFAULT_SPAN_S, NAME, diarize, span_seconds, thread_count
+from stages.diarize import DEFAULT_SPAN_S, NAME, diarize, span_seconds, speech_source, thread_count
 
 
 def test_span_s_defaults_to_five_minutes_and_takes_a_positive_number() -> None:
@@ -47,3 +47,10 @@ def test_the_stage_refuses_a_bad_span_s_in_one_line_before_it_reads_the_audio(
     assert err == ["diarize: job.json config span_s is -1: it must be a positive number of seconds"]
     record = json.loads((tmp_path / "results" / "diarize.json").read_text())
     assert record["status"] == "failed" and not (tmp_path / "diarize.parts").exists()
+
+
+def test_speech_comes_from_webrtc_unless_the_job_asks_for_the_model() -> None:
+    assert speech_source({}) == speech_source({"diarize_speech": None}) == "webrtc"
+    assert speech_source({"diarize_speech": "model"}) == "model"
+    with pytest.raises(StageInputError, match="diarize_speech is 'pyannote': expected webrtc or model"):
+        speech_source({"diarize_speech": "pyannote"})
