@@ -36,10 +36,10 @@ that trn* never has), pyannote's sample, jfk, the cards speaker, and mixtures of
 was first called the test set; once its figures had been used to choose between two tuned configurations
 it could no longer be one, hence its name. The final test set holds the four pocketsphinx speakers above:
 one-speaker clips and mixtures of them, scored once with the stage's frozen settings
-(bench/diarization.py --final). Its figures have been seen, so the next change to the diarizer may use
-it as development data. The holdout set (five speakers from silero-vad's recordings: the lecture as a
-one-speaker clip, and mixtures of 2, 3 and 4 of the five) was built after all of that and is sealed: no
-figure of it has been computed. It is for one score of the next diarizer, chosen on the other three sets.
+(bench/diarization.py --final); its figures were seen, so the second round (bench/diarization.py
+--second-round) used it as development data. The holdout set (five speakers from silero-vad's recordings:
+the lecture as a one-speaker clip, and mixtures of 2, 3 and 4 of the five) was built before that round
+and scored once after its choice was committed (--holdout). All four sets have now been seen.
 
 Output: <cache>/speechsets/v1/{dev,validation,final,holdout}/<id>.wav (16 kHz mono 16-bit) with <id>.rttm, and manifest.json
 (per item: split, kind, wav, rttm, speakers, duration, transcript when there is one, where it came from).
@@ -267,7 +267,7 @@ def gather(cache: Path) -> tuple[list[dict], dict[str, dict[str, list[np.ndarray
 
 
 def holdout_speakers(silero: tarfile.TarFile, items: list[dict], pool: dict[str, list[np.ndarray]]) -> None:
-    """The holdout set (sealed: built, not yet scored): the lecturer of silero-vad's tests/data/test.wav (60 s,
+    """The holdout set: the lecturer of silero-vad's tests/data/test.wav (60 s,
     one speaker) as a one-speaker clip and mixture material, and the four voices of its news report."""
     lecture = trimmed(decode(member(silero, "tests/data/test.wav")))
     half = len(lecture) // 2
