@@ -1,0 +1,113 @@
+"""How much of the offline diarizer's error is its speaker count, and whether another count rule does better.
+
+All four speech sets (bench/speechsets.py) have been seen by now, so every figure here is development data.
+Each clip is clustered from the cached window embeddings (bench/diarization.py's features) with the stage's
+TUNED speech settings, three ways:
+
+- the stage's rule: spectral clustering, the count from the eigengap (stages/_speakers.cluster);
+- the true count given (an oracle, no merging): what the embeddings could do if the count were right;
+- average-linkage clustering of the windows (cosine), cut where clusters are less alike than ``theta``,
+  clusters with under ``floor`` of the windows joined to their most alike large cluster.
+
+For the linkage rule the figures are per set, and by leaving one set out: the (theta, floor) with the lowest
+summed DER on the other three sets, scored on the one left out.
+
+Run it with the native ML environment after bench/diarization.py has cached the features:
+  .venv-ml/bin/python bench/speaker_count.py [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import bench.diarization as bd  # noqa: E402
+import stages._speakers as sp  # noqa: E402
+
+SETS = ("dev", "validation", "final", "holdout")
+THETAS = (0.55, 0.6, 0.65, 0.7, 0.75)
+FLOORS = (0.0, 0.05, 0.1)
+
+
+def in_first_speech_order(labels: Any) -> Any:
+    order = {old: new for new, old in enumerate(dict.fromkeys(labels.tolist()))}
+    return np.array([order[v] for v in labels.tolist()], dtype=int)
+
+
+def linkage_rule(theta: float, floor: float) -> Callable[..., Any]:
+    """A ``cluster`` that cuts an average-linkage tree of the windows at cosine similarity ``theta``."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    def cluster(emb: Any, max_speakers: int, settings: sp.Settings) -> Any:
+        if len(emb) < 2:
+            return np.zeros(len(emb), dtype=int)
+        step = int(np.ceil(len(emb) / sp.MAX_CLUSTERED))
+        pooled = emb[::step]
+        labels = fcluster(linkage(pooled, method="average", metric="cosine"), t=1 - theta, criterion="distance") - 1
+        sizes = np.bincount(labels)
+        large = [j for j in np.argsort(-sizes)[:max_speakers] if sizes[j] >= max(2, floor * len(pooled))]
+        centres = np.stack([pooled[labels == j].mean(0) for j in (large or [int(np.argmax(sizes))])])
+        return in_first_speech_order((emb @ centres.T).argmax(1))
+
+    return cluster
+
+
+def by_set(clips: list[dict], settings: sp.Settings, rule: Callable[..., Any] | None = None,
+           oracle: bool = False) -> dict[str, dict]:
+    """Pooled DER (no collar) and speaker-count accuracy per set, with ``rule`` in place of the stage's."""
+    stage_cluster, stage_count = sp.cluster, sp.count_speakers
+    out = {}
+    try:
+        if rule is not None:
+            sp.cluster = rule
+        for split in SETS:
+            rows = []
+            for clip in (c for c in clips if c["item"]["split"] == split):
+                if oracle:
+                    true_count = len(clip["item"]["speakers"])
+                    sp.count_speakers = lambda values, most, share, k=true_count: k
+                rows += bd.rows_of([clip], settings, (0.0,))
+            out[split] = bd.summary(rows, (0.0,))["all"]
+    finally:
+        sp.cluster, sp.count_speakers = stage_cluster, stage_count
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "infra" / "bench")
+    args = parser.parse_args()
+    root = args.cache / "speechsets" / "v1"
+    manifest = json.loads((root / "manifest.json").read_text())["items"]
+    encoder: list = []
+    model = [bd.seg.session(bd.segmentation_model(args.cache))]
+    clips = [{"item": i, "group": bd.group_of(i), "reference": bd.read_rttm(root / i["rttm"]),
+              "features": bd.clip_features(i, root, encoder, model)} for i in manifest if i["split"] in SETS]
+    runs = {"stage (eigengap)": by_set(clips, sp.TUNED),
+            "true count given": by_set(clips, dataclasses.replace(sp.TUNED, merge_similarity=1.01), oracle=True)}
+    for theta, floor in itertools.product(THETAS, FLOORS):
+        runs[f"linkage {theta} / {floor}"] = by_set(clips, sp.TUNED, linkage_rule(theta, floor))
+    print("| rule | " + " | ".join(SETS) + " |\n|---|" + "---|" * len(SETS))
+    for name, figures in runs.items():
+        print(f"| {name} | " + " | ".join(f"{figures[s][0.0]['der']:.1%} ({figures[s]['count_ok']:.0%})"
+                                          for s in SETS) + " |")
+    linkage = [n for n in runs if n.startswith("linkage")]
+    print("\nleft out | linkage chosen on the other three | its DER there | the stage's DER there\n|---|---|---|---|")
+    for held in SETS:
+        pick = min(linkage, key=lambda n: sum(runs[n][s][0.0]["der"] for s in SETS if s != held))
+        print(f"| {held} | {pick} | {runs[pick][held][0.0]['der']:.1%} | "
+              f"{runs['stage (eigengap)'][held][0.0]['der']:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
