@@ -13,7 +13,7 @@ For the linkage rule the figures are per set, and by leaving one set out: the (t
 summed DER on the other three sets, scored on the one left out. The rule between the two, written here
 before the second test set (test2) was scored: the one whose held-out clips, pooled over the four sets, have
 the lower DER wins; the linkage rule's values for the stage are those with the lowest summed DER over all
-four sets. --test2 scores the second test set once with the stage's rule and today's diarizer.
+four sets. --test2 scores the second test set once: today's diarizer, the stage's and LINKAGE.
 
 Run it with the native ML environment after bench/diarization.py has cached the features:
   .venv-ml/bin/python bench/speaker_count.py [--cache DIR] [--test2]
@@ -26,9 +26,7 @@ import dataclasses
 import itertools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -38,41 +36,18 @@ import bench.diarization as bd  # noqa: E402
 import stages._speakers as sp  # noqa: E402
 
 SETS = ("dev", "validation", "final", "holdout")     # all seen: development data
+EIGENGAP = sp.TUNED          # the stage's count
 THETAS = (0.55, 0.6, 0.65, 0.7, 0.75)
 FLOORS = (0.0, 0.05, 0.1)
 
 
-def in_first_speech_order(labels: Any) -> Any:
-    order = {old: new for new, old in enumerate(dict.fromkeys(labels.tolist()))}
-    return np.array([order[v] for v in labels.tolist()], dtype=int)
-
-
-def linkage_rule(theta: float, floor: float) -> Callable[..., Any]:
-    """A ``cluster`` that cuts an average-linkage tree of the windows at cosine similarity ``theta``."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-
-    def cluster(emb: Any, max_speakers: int, settings: sp.Settings) -> Any:
-        if len(emb) < 2:
-            return np.zeros(len(emb), dtype=int)
-        step = int(np.ceil(len(emb) / sp.MAX_CLUSTERED))
-        pooled = emb[::step]
-        labels = fcluster(linkage(pooled, method="average", metric="cosine"), t=1 - theta, criterion="distance") - 1
-        sizes = np.bincount(labels)
-        large = [j for j in np.argsort(-sizes)[:max_speakers] if sizes[j] >= max(2, floor * len(pooled))]
-        centres = np.stack([pooled[labels == j].mean(0) for j in (large or [int(np.argmax(sizes))])])
-        return in_first_speech_order((emb @ centres.T).argmax(1))
-
-    return cluster
-
-
-def by_set(clips: list[dict], settings: sp.Settings, rule: Callable[..., Any] | None = None,
-           oracle: bool = False, rows_out: dict[str, list[dict]] | None = None) -> dict[str, dict]:
-    """Pooled DER (no collar) and speaker-count accuracy per set, with ``rule`` in place of the stage's."""
-    stage_cluster, stage_count = sp.cluster, sp.count_speakers
+def by_set(clips: list[dict], settings: sp.Settings, oracle: bool = False,
+           rows_out: dict[str, list[dict]] | None = None) -> dict[str, dict]:
+    """Pooled DER (no collar) and speaker-count accuracy per set; ``oracle``: the eigengap's count replaced by the
+    true one."""
+    stage_count = sp.count_speakers
     out = {}
     try:
-        if rule is not None:
-            sp.cluster = rule
         for split in SETS:
             rows = []
             for clip in (c for c in clips if c["item"]["split"] == split):
@@ -84,7 +59,7 @@ def by_set(clips: list[dict], settings: sp.Settings, rule: Callable[..., Any] | 
             if rows_out is not None:
                 rows_out[split] = rows
     finally:
-        sp.cluster, sp.count_speakers = stage_cluster, stage_count
+        sp.count_speakers = stage_count
     return out
 
 
@@ -101,16 +76,17 @@ def main() -> None:
     clips = [{"item": i, "group": bd.group_of(i), "reference": bd.read_rttm(root / i["rttm"]),
               "features": bd.clip_features(i, root, encoder, model)} for i in manifest if i["split"] in wanted]
     if args.test2:
-        runs = {"today": sp.TODAY, "the stage (TUNED)": sp.TUNED}
+        runs = {"today": sp.TODAY, "the stage (TUNED, eigengap)": sp.TUNED, "linkage (LINKAGE)": sp.LINKAGE}
         bd.table(f"test2 set ({len(clips)} clips, {sum(c['item']['duration_s'] for c in clips):.0f} s)",
                  {name: bd.score(clips, settings) for name, settings in runs.items()})
         return
     rows: dict[str, dict[str, list[dict]]] = {}
-    runs = {"stage (eigengap)": by_set(clips, sp.TUNED, rows_out=rows.setdefault("stage (eigengap)", {})),
-            "true count given": by_set(clips, dataclasses.replace(sp.TUNED, merge_similarity=1.01), oracle=True)}
+    runs = {"stage (eigengap)": by_set(clips, EIGENGAP, rows_out=rows.setdefault("stage (eigengap)", {})),
+            "true count given": by_set(clips, dataclasses.replace(EIGENGAP, merge_similarity=1.01), oracle=True)}
     for theta, floor in itertools.product(THETAS, FLOORS):
         name = f"linkage {theta} / {floor}"
-        runs[name] = by_set(clips, sp.TUNED, linkage_rule(theta, floor), rows_out=rows.setdefault(name, {}))
+        runs[name] = by_set(clips, dataclasses.replace(EIGENGAP, linkage_similarity=theta, min_cluster_share=floor),
+                            rows_out=rows.setdefault(name, {}))
     print("| rule | " + " | ".join(SETS) + " |\n|---|" + "---|" * len(SETS))
     for name, figures in runs.items():
         print(f"| {name} | " + " | ".join(f"{figures[s][0.0]['der']:.1%} ({figures[s]['count_ok']:.0%})"

@@ -7,7 +7,10 @@
 - ``merge_alike``: agglomerative merging of the k-means clusters while the two most alike reach
   ``similarity`` (mean cosine between their windows): the stopping threshold is learnt on the development set;
 - ``absorb_small``: clusters of too few windows join the speaker they are nearest to;
-- ``resegment``: Viterbi over the windows in time order with a cost for each change of speaker.
+- ``resegment``: Viterbi over the windows in time order with a cost for each change of speaker;
+- ``linkage_clusters``: instead of the eigengap and k-means, average-linkage clustering of the windows (cosine)
+  cut where clusters are less alike than ``similarity``; clusters with under ``min_share`` of the windows join
+  the large cluster whose centre they are nearest to (scipy's hierarchy).
 """
 
 from __future__ import annotations
@@ -124,3 +127,17 @@ def resegment(emb: Any, labels: Any, penalty: float, rounds: int = RESEGMENT_ROU
             path[i - 1] = back[i, path[i]]
         labels = np.unique(path, return_inverse=True)[1]
     return labels
+
+
+def linkage_clusters(emb: Any, similarity: float, min_share: float, max_speakers: int) -> Any:
+    """A label per window (0..k-1): the average-linkage tree cut at cosine ``similarity``; at most
+    ``max_speakers`` clusters of at least ``min_share`` of the windows (and two) are speakers, and every window
+    goes to the speaker whose centre it is nearest to."""
+    import numpy as np
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    labels = fcluster(linkage(emb, method="average", metric="cosine"), t=1 - similarity, criterion="distance") - 1
+    sizes = np.bincount(labels)
+    large = [j for j in np.argsort(-sizes, kind="stable")[:max_speakers] if sizes[j] >= max(2, min_share * len(emb))]
+    centres = np.stack([emb[labels == j].mean(0) for j in (large or [int(np.argmax(sizes))])])
+    return np.unique((emb @ centres.T).argmax(1), return_inverse=True)[1]

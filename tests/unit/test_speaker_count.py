@@ -25,3 +25,36 @@ def test_degenerate_input_is_one_speaker() -> None:
     assert count_speakers([], 10, 0.4) == 1
     assert count_speakers([1.0], 10, 0.4) == 1
     assert count_speakers([0.0, 0.0, 0.0], 10, 0.4) == 1
+
+
+def voices(counts: list[int], spread: float = 0.15, seed: int = 7):
+    """Unit vectors around one random direction per voice, ``counts[i]`` windows of voice i, in that order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(counts), 256))
+    emb = np.concatenate([c + spread * np.linalg.norm(c) / 16 * rng.normal(size=(n, 256))
+                          for c, n in zip(centres, counts)])
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+def test_linkage_finds_each_voice_and_a_stray_window_joins_its_nearest() -> None:
+    from stages._clustering import linkage_clusters
+
+    emb = voices([40, 30, 20, 1])
+    labels = linkage_clusters(emb, similarity=0.6, min_share=0.1, max_speakers=10)
+    assert [len(set(labels[a:b].tolist())) for a, b in ((0, 40), (40, 70), (70, 90))] == [1, 1, 1]
+    assert len(set(labels.tolist())) == 3                      # the single stray window is nobody's own speaker
+    assert linkage_clusters(emb, similarity=0.6, min_share=0.0, max_speakers=2).max() == 1
+    assert set(linkage_clusters(voices([25]), similarity=0.6, min_share=0.1, max_speakers=10).tolist()) == {0}
+
+
+def test_linkage_settings_count_by_linkage_and_the_stage_by_the_eigengap() -> None:
+    import numpy as np
+
+    from stages._speakers import LINKAGE, TUNED, cluster
+
+    emb = voices([60, 40, 30, 20])
+    assert TUNED.linkage_similarity == 0.0 and LINKAGE.linkage_similarity == 0.6
+    labels = cluster(emb, 10, LINKAGE)
+    assert labels.max() == 3 and labels[0] == 0 and np.all(labels[:60] == 0)
