@@ -98,6 +98,7 @@ class Settings:
     overlap_threshold: float = 1.01  # with it: a second speaker where overlap's probability reaches this (> 1: never)
     linkage_similarity: float = 0.0  # > 0: the count from average linkage cut at this cosine, not the eigengap
     min_cluster_share: float = 0.0   # with linkage: clusters with less of the windows join the nearest speaker
+    linkage_when_more: bool = False  # with linkage: its clusters only where it counts more than the eigengap
 
 
 TODAY = Settings(vad_aggressiveness=2, min_pause_s=0.3, min_speech_s=0.2, min_speech_share=0.5, row_keep=0.3,
@@ -307,27 +308,39 @@ def cluster(emb: Any, max_speakers: int, settings: Settings = TUNED) -> Any:
         return np.zeros(len(emb), dtype=int)
     group = int(np.ceil(len(emb) / MAX_CLUSTERED))
     pooled = emb[::group]      # every group-th window: real windows, whose likeness does not change with length
-    if settings.linkage_similarity > 0:
-        pooled_labels = linkage_clusters(pooled, settings.linkage_similarity, settings.min_cluster_share,
-                                         max_speakers)
-        centres = np.stack([pooled[pooled_labels == j].mean(0) for j in range(int(pooled_labels.max()) + 1)])
-        labels = (emb @ centres.T).argmax(1) if group > 1 else pooled_labels
+
+    def spread(pooled_labels: Any, penalty: float = 0.0) -> Any:
+        """Every window to the nearest centre of the pooled clusters, then in order of first speech."""
+        k = int(pooled_labels.max()) + 1
+        centres = np.stack([pooled[pooled_labels == j].mean(0) for j in range(k) if (pooled_labels == j).any()])
+        labels = resegment(emb, (emb @ centres.T).argmax(1) if group > 1 else pooled_labels, penalty)
         order = {old: new for new, old in enumerate(dict.fromkeys(labels.tolist()))}
         return np.array([order[v] for v in labels.tolist()], dtype=int)
+
+    linked = None
+    if settings.linkage_similarity > 0:
+        linked = linkage_clusters(pooled, settings.linkage_similarity, settings.min_cluster_share, max_speakers)
+        if not settings.linkage_when_more:
+            return spread(linked)
+    spectral = spectral_clusters(pooled, max_speakers, settings)
+    if linked is not None and linked.max() > spectral.max():
+        return spread(linked)
+    return spread(spectral, settings.switch_penalty)
+
+
+def spectral_clusters(pooled: Any, max_speakers: int, settings: Settings) -> Any:
+    """Labels 0..k-1 of the pooled windows: the eigengap's count, k-means on the eigenvectors, then the merge
+    of alike clusters and the small-cluster rule."""
+    import numpy as np
+
     values, vectors = np.linalg.eigh(refined_affinity(pooled, settings.row_keep))
     values, vectors = values[::-1], vectors[:, ::-1]
     k = count_speakers(values, max_speakers, settings.eigen_min_share)
     if k == 1:
-        return np.zeros(len(emb), dtype=int)
+        return np.zeros(len(pooled), dtype=int)
     rows = vectors[:, :k] / np.maximum(np.linalg.norm(vectors[:, :k], axis=1, keepdims=True), 1e-9)
-    pooled_labels = merge_alike(pooled, kmeans(rows, k), settings.merge_similarity)
-    pooled_labels = absorb_small(pooled, pooled_labels, settings.min_cluster_windows)
-    k = int(pooled_labels.max()) + 1
-    centres = np.stack([pooled[pooled_labels == j].mean(0) for j in range(k) if (pooled_labels == j).any()])
-    labels = (emb @ centres.T).argmax(1) if group > 1 else pooled_labels
-    labels = resegment(emb, labels, settings.switch_penalty)
-    order = {old: new for new, old in enumerate(dict.fromkeys(labels.tolist()))}
-    return np.array([order[v] for v in labels.tolist()], dtype=int)
+    labels = merge_alike(pooled, kmeans(rows, k), settings.merge_similarity)
+    return absorb_small(pooled, labels, settings.min_cluster_windows)
 
 
 def frame_labels(mask: Any, starts: list[int], labels: Any, speakers: int) -> Any:
