@@ -16,12 +16,12 @@
    same numbers in the same order however the film is split into spans
    (``embed_windows``), and a caller can embed the film span by span, holding
    one span's audio at a time.
-3. Clustering (stages/_clustering.py). With linkage_similarity set
-   (LINKAGE, not the stage's): average-linkage clustering of the windows by cosine, cut
+3. Clustering (stages/_clustering.py). With linkage_similarity set: average-linkage clustering of the windows by cosine, cut
    where clusters are less alike than linkage_similarity; clusters holding
    less than min_cluster_share of the windows are not speakers, and every
-   window joins the speaker whose centre it is nearest to. Otherwise (the
-   stage's): spectral clustering of the windows' refined cosine affinity
+   window joins the speaker whose centre it is nearest to. With
+   linkage_when_more (the stage's TUNED), those clusters are taken only where
+   they are more than the spectral clustering's. Spectral clustering of the windows' refined cosine affinity
    (row_keep); the number of speakers is the largest
    eigengap among the eigenvalues that reach eigen_min_share of the largest (at
    most the job's max_speakers); k-means on the eigenvectors gives the labels;
@@ -44,9 +44,9 @@ The thresholds are a ``Settings``. bench/diarization.py searches them on the
 sets that bench/speechsets.py builds, and ``TODAY`` keeps the settings before
 that work. TUNED (speech from WebRTC) won its second round: tuned on two of the
 three sets whose figures had been seen and scored on the third, it had the
-lowest DER. LINKAGE counts speakers by average linkage instead, which
-bench/speaker_count.py chose the same way on four sets; it is not the stage's,
-because it hears one speaker in two-speaker samples. So the stage takes speech
+lowest DER. Its speakers are the eigengap's, or average linkage's where that
+counts more, which bench/speaker_count.py chose the same way on four sets
+(LINKAGE, linkage alone, hears one speaker in two-speaker samples). So the stage takes speech
 from WebRTC unless a job asks for the segmentation model (SPEECH_SOURCES);
 TUNED_MODEL is that path's thresholds from the first round (docs/BENCHMARKS.md).
 The rule for the number of speakers favours fewer speakers: a speaker with
@@ -106,11 +106,13 @@ TODAY = Settings(vad_aggressiveness=2, min_pause_s=0.3, min_speech_s=0.2, min_sp
 # What bench/diarization.py --second-round chose: WebRTC with its speech thresholds tuned on the development,
 # validation and final sets; the clustering keeps TODAY's thresholds (docs/BENCHMARKS.md, "Diarization on real
 # speech"). TUNED_MODEL: the segmentation model's speech and overlap thresholds from the first round.
+# The speakers: the eigengap's clusters, or average linkage's (cut at 0.6, clusters under 10% of the windows
+# joined) where linkage counts more, as bench/speaker_count.py's second rule chose on the four spent sets.
 TUNED = Settings(vad_aggressiveness=3, min_pause_s=0.2, min_speech_s=0.1, min_speech_share=0.4, row_keep=0.3,
-                 eigen_min_share=0.4, merge_similarity=0.75, min_cluster_windows=0, switch_penalty=0.0)
-# The count by average linkage (0.6, clusters under 10% of the windows joined), which bench/speaker_count.py
-# chose over the eigengap on four sets; not the stage's: two-speaker samples come out as one speaker with it.
-LINKAGE = replace(TUNED, linkage_similarity=0.6, min_cluster_share=0.1)
+                 eigen_min_share=0.4, merge_similarity=0.75, min_cluster_windows=0, switch_penalty=0.0,
+                 linkage_similarity=0.6, min_cluster_share=0.1, linkage_when_more=True)
+# Linkage alone, which the first rule chose: two-speaker samples come out as one speaker with it.
+LINKAGE = replace(TUNED, linkage_when_more=False)
 TUNED_MODEL = Settings(vad_aggressiveness=2, min_pause_s=0.1, min_speech_s=0.2, min_speech_share=0.3, row_keep=0.3,
                        eigen_min_share=0.4, merge_similarity=0.75, min_cluster_windows=0, switch_penalty=0.0,
                        use_segmentation=True, speech_threshold=0.6, overlap_threshold=0.7)

@@ -49,12 +49,25 @@ def test_linkage_finds_each_voice_and_a_stray_window_joins_its_nearest() -> None
     assert set(linkage_clusters(voices([25]), similarity=0.6, min_share=0.1, max_speakers=10).tolist()) == {0}
 
 
-def test_linkage_settings_count_by_linkage_and_the_stage_by_the_eigengap() -> None:
+def test_linkage_settings_count_by_linkage() -> None:
     import numpy as np
 
-    from stages._speakers import LINKAGE, TUNED, cluster
+    from stages._speakers import LINKAGE, cluster
+
+    labels = cluster(voices([60, 40, 30, 20]), 10, LINKAGE)
+    assert labels.max() == 3 and labels[0] == 0 and np.all(labels[:60] == 0)
+
+
+def test_the_stage_takes_the_larger_of_the_two_counts(monkeypatch) -> None:
+    import numpy as np
+
+    import stages._speakers as sp
 
     emb = voices([60, 40, 30, 20])
-    assert TUNED.linkage_similarity == 0.0 and LINKAGE.linkage_similarity == 0.6
-    labels = cluster(emb, 10, LINKAGE)
-    assert labels.max() == 3 and labels[0] == 0 and np.all(labels[:60] == 0)
+    assert sp.TUNED.linkage_when_more and sp.TODAY.linkage_similarity == 0.0
+    monkeypatch.setattr(sp, "count_speakers", lambda values, most, share: 2)      # the eigengap under-counts
+    assert sp.cluster(emb, 10, sp.TUNED).max() == 3                                 # linkage's four win
+    assert sp.cluster(emb, 10, sp.TODAY).max() == 1
+    monkeypatch.setattr(sp, "linkage_clusters", lambda *args: np.zeros(len(emb), dtype=int))  # linkage hears one
+    monkeypatch.setattr(sp, "count_speakers", lambda values, most, share: 4)
+    assert sp.cluster(emb, 10, sp.TUNED).max() == 3                                 # the eigengap's four win
