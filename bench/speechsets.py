@@ -47,8 +47,8 @@ and scored once after its choice was committed (--holdout). The second test set 
 voices, two of them also as one-speaker clips, and mixtures of 2, 3 and 4 of them) was built after every
 figure of the other four had been seen, for one score of a diarizer chosen on those four.
 
-Output: <cache>/speechsets/v1/{dev,validation,final,holdout,test2}/<id>.wav (16 kHz mono 16-bit) with <id>.rttm, and manifest.json
-(per item: split, kind, wav, rttm, speakers, duration, transcript when there is one, where it came from).
+Output: <cache>/speechsets/v1/{dev,validation,final,holdout,test2}/<id>.wav (16 kHz mono 16-bit) with
+<id>.rttm, and manifest.json (per item: split, kind, wav, rttm, speakers, duration, transcript when there is one, where it came from).
 
 Usage: .venv/bin/python bench/speechsets.py [--cache ~/.cache/infra/bench]
 """

@@ -16,12 +16,13 @@
    same numbers in the same order however the film is split into spans
    (``embed_windows``), and a caller can embed the film span by span, holding
    one span's audio at a time.
-3. Clustering (stages/_clustering.py). With linkage_similarity set: average-linkage clustering of the windows by cosine, cut
-   where clusters are less alike than linkage_similarity; clusters holding
-   less than min_cluster_share of the windows are not speakers, and every
-   window joins the speaker whose centre it is nearest to. With
-   linkage_when_more (the stage's TUNED), those clusters are taken only where
-   they are more than the spectral clustering's. Spectral clustering of the windows' refined cosine affinity
+3. Clustering (stages/_clustering.py). With linkage_similarity set:
+   average-linkage clustering of the windows by cosine, cut where clusters are
+   less alike than linkage_similarity; clusters holding less than
+   min_cluster_share of the windows are not speakers, and every window joins
+   the speaker whose centre it is nearest to. With linkage_when_more (the
+   stage's TUNED), those clusters are taken only where they are more than the
+   spectral clustering's. Spectral clustering of the windows' refined cosine affinity
    (row_keep); the number of speakers is the largest
    eigengap among the eigenvalues that reach eigen_min_share of the largest (at
    most the job's max_speakers); k-means on the eigenvectors gives the labels;
