@@ -43,12 +43,13 @@ one-speaker clips and mixtures of them, scored once with the stage's frozen sett
 (bench/diarization.py --final); its figures were seen, so the second round (bench/diarization.py
 --second-round) used it as development data. The holdout set (five speakers from silero-vad's recordings:
 the lecture as a one-speaker clip, and mixtures of 2, 3 and 4 of the five) was built before that round
-and scored once after its choice was committed (--holdout). The second test set (test2: Codec2's seven
+and scored once after its choice was committed (--holdout). The second test set (test2: six of Codec2's
 voices, two of them also as one-speaker clips, and mixtures of 2, 3 and 4 of them) was built after every
 figure of the other four had been seen, for one score of a diarizer chosen on those four.
 
 Output: <cache>/speechsets/v1/{dev,validation,final,holdout,test2}/<id>.wav (16 kHz mono 16-bit) with
-<id>.rttm, and manifest.json (per item: split, kind, wav, rttm, speakers, duration, transcript when there is one, where it came from).
+<id>.rttm, and manifest.json (per item: split, kind, wav, rttm, speakers, duration, transcript when there is
+one, where it came from).
 
 Usage: .venv/bin/python bench/speechsets.py [--cache ~/.cache/infra/bench]
 """
